@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "nlfit",
+      "sources": [
+        "native/binding/addon.cpp",
+        "native/kernel/lm.cpp",
+        "native/kernel/program.cpp",
+        "native/kernel/tsqr.cpp"
+      ],
+      "include_dirs": ["<!(node native/build-flags.cjs napi-include)"],
+      "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions", "-O2", "-O3"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
+      "cflags_cc": ["-std=c++17", "<!@(node native/build-flags.cjs cflags)"],
+      "libraries": ["-lmvec", "-lm"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "OTHER_CPLUSPLUSFLAGS": ["<!@(node native/build-flags.cjs cflags)"]
+      }
+    }
+  ]
+}
