@@ -1,0 +1,455 @@
+// Levenberg-Marquardt over reduced factors; see lm.hpp for the protocol.
+//
+// Notation follows Moré (1978): D is the diagonal scaling, delta the trust
+// region radius, par the Levenberg-Marquardt parameter, and a trial step p
+// solves min |r + J p| subject to |D p| <= delta (approximately: within 10%).
+// The ratio of actual to predicted reduction decides acceptance (>= 1e-4) and
+// how delta changes; the convergence tests are lmder's.
+#include "lm.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "tsqr.hpp"
+
+namespace nlfit {
+
+namespace {
+
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+constexpr double kDwarf = std::numeric_limits<double>::min();
+
+double norm(const std::vector<double>& v) { return stableNorm(v.data(), static_cast<int64_t>(v.size())); }
+
+// Solves min |[R; D P^T] z - [qtb; 0]| for the pivoted upper triangle r,
+// rotating the diagonal D (already including sqrt(par)) into r with Givens
+// rotations. Keeps r's upper triangle; stores the rotated triangle S^T in r's
+// strict lower triangle and S's diagonal in sdiag (lmpar needs them).
+void qrsolv(int n, std::vector<double>& r, const std::vector<int>& ipvt, const std::vector<double>& d,
+            const std::vector<double>& qtb, std::vector<double>& x, std::vector<double>& sdiag) {
+  auto R = [&](int i, int j) -> double& { return r[i + static_cast<size_t>(j) * n]; };
+  std::vector<double> wa(qtb.begin(), qtb.begin() + n);
+  for (int j = 0; j < n; ++j) {
+    for (int i = j; i < n; ++i) R(i, j) = R(j, i);
+    x[j] = R(j, j);
+  }
+  for (int j = 0; j < n; ++j) {
+    const double dj = d[ipvt[j]];
+    if (dj != 0.0) {
+      std::fill(sdiag.begin() + j, sdiag.end(), 0.0);
+      sdiag[j] = dj;
+      double qtbpj = 0.0;
+      for (int k = j; k < n; ++k) {
+        if (sdiag[k] == 0.0) continue;
+        double c, s;
+        if (std::fabs(R(k, k)) < std::fabs(sdiag[k])) {
+          const double cotan = R(k, k) / sdiag[k];
+          s = 0.5 / std::sqrt(0.25 + 0.25 * cotan * cotan);
+          c = s * cotan;
+        } else {
+          const double tan = sdiag[k] / R(k, k);
+          c = 0.5 / std::sqrt(0.25 + 0.25 * tan * tan);
+          s = c * tan;
+        }
+        R(k, k) = c * R(k, k) + s * sdiag[k];
+        const double t = c * wa[k] + s * qtbpj;
+        qtbpj = -s * wa[k] + c * qtbpj;
+        wa[k] = t;
+        for (int i = k + 1; i < n; ++i) {
+          const double u = c * R(i, k) + s * sdiag[i];
+          sdiag[i] = -s * R(i, k) + c * sdiag[i];
+          R(i, k) = u;
+        }
+      }
+    }
+    sdiag[j] = R(j, j);
+    R(j, j) = x[j];
+  }
+  // A zero on S's diagonal means a singular system: take the least-squares
+  // solution with the trailing components set to zero.
+  int nsing = n;
+  for (int j = 0; j < n; ++j) {
+    if (sdiag[j] == 0.0 && nsing == n) nsing = j;
+    if (nsing < n) wa[j] = 0.0;
+  }
+  for (int j = nsing - 1; j >= 0; --j) {
+    double sum = 0.0;
+    for (int i = j + 1; i < nsing; ++i) sum += R(i, j) * wa[i];
+    wa[j] = (wa[j] - sum) / sdiag[j];
+  }
+  for (int j = 0; j < n; ++j) x[ipvt[j]] = wa[j];
+}
+
+// Finds par >= 0 such that the step x of the damped problem satisfies
+// |D x| within 10% of delta (or par = 0 if the Gauss-Newton step is inside),
+// by Moré's safeguarded Newton iteration on phi(par) = |D x(par)| - delta.
+void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const std::vector<double>& diag,
+           const std::vector<double>& qtb, double delta, double& par, std::vector<double>& x,
+           std::vector<double>& sdiag) {
+  auto R = [&](int i, int j) -> double& { return r[i + static_cast<size_t>(j) * n]; };
+  std::vector<double> wa1(n), wa2(n);
+  // Gauss-Newton direction (least squares if R is singular).
+  int nsing = n;
+  for (int j = 0; j < n; ++j) {
+    wa1[j] = qtb[j];
+    if (R(j, j) == 0.0 && nsing == n) nsing = j;
+    if (nsing < n) wa1[j] = 0.0;
+  }
+  for (int j = nsing - 1; j >= 0; --j) {
+    wa1[j] /= R(j, j);
+    const double t = wa1[j];
+    for (int i = 0; i < j; ++i) wa1[i] -= R(i, j) * t;
+  }
+  for (int j = 0; j < n; ++j) x[ipvt[j]] = wa1[j];
+
+  for (int j = 0; j < n; ++j) wa2[j] = diag[j] * x[j];
+  double dxnorm = norm(wa2);
+  double fp = dxnorm - delta;
+  if (fp <= 0.1 * delta) {
+    par = 0.0;
+    return;
+  }
+  // Lower bound from the Newton step at par = 0 (only if R is nonsingular).
+  double parl = 0.0;
+  if (nsing == n) {
+    for (int j = 0; j < n; ++j) {
+      const int l = ipvt[j];
+      wa1[j] = diag[l] * (wa2[l] / dxnorm);
+    }
+    for (int j = 0; j < n; ++j) {
+      double sum = 0.0;
+      for (int i = 0; i < j; ++i) sum += R(i, j) * wa1[i];
+      wa1[j] = (wa1[j] - sum) / R(j, j);
+    }
+    const double t = norm(wa1);
+    parl = ((fp / delta) / t) / t;
+  }
+  // Upper bound from the scaled gradient.
+  for (int j = 0; j < n; ++j) {
+    double sum = 0.0;
+    for (int i = 0; i <= j; ++i) sum += R(i, j) * qtb[i];
+    wa1[j] = sum / diag[ipvt[j]];
+  }
+  const double gnorm = norm(wa1);
+  double paru = gnorm / delta;
+  if (paru == 0.0) paru = kDwarf / std::min(delta, 0.1);
+
+  par = std::min(std::max(par, parl), paru);
+  if (par == 0.0) par = gnorm / dxnorm;
+
+  for (int iter = 1;; ++iter) {
+    if (par == 0.0) par = std::max(kDwarf, 0.001 * paru);
+    const double sp = std::sqrt(par);
+    for (int j = 0; j < n; ++j) wa1[j] = sp * diag[j];
+    qrsolv(n, r, ipvt, wa1, qtb, x, sdiag);
+    for (int j = 0; j < n; ++j) wa2[j] = diag[j] * x[j];
+    dxnorm = norm(wa2);
+    const double previous = fp;
+    fp = dxnorm - delta;
+    if (std::fabs(fp) <= 0.1 * delta || (parl == 0.0 && fp <= previous && previous < 0.0) || iter == 10) break;
+    // Newton correction.
+    for (int j = 0; j < n; ++j) {
+      const int l = ipvt[j];
+      wa1[j] = diag[l] * (wa2[l] / dxnorm);
+    }
+    for (int j = 0; j < n; ++j) {
+      wa1[j] /= sdiag[j];
+      const double t = wa1[j];
+      for (int i = j + 1; i < n; ++i) wa1[i] -= R(i, j) * t;
+    }
+    const double t = norm(wa1);
+    const double parc = ((fp / delta) / t) / t;
+    if (fp > 0.0) parl = std::max(parl, par);
+    if (fp < 0.0) paru = std::min(paru, par);
+    par = std::max(parl, par + parc);
+  }
+}
+
+bool allFinite(const double* v, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return false;
+  return true;
+}
+
+// sqrt(|Q^T r|^2 + rest^2): the residual norm held in a factor's last column.
+double residualNorm(const double* R, int p) { return stableNorm(R + p, p + 1, p + 1); }
+
+}  // namespace
+
+void pivotedFactor(const double* R, int p, std::vector<double>& r, std::vector<int>& ipvt,
+                   std::vector<double>& qtf, std::vector<double>& acnorm) {
+  const int q = p + 1;
+  r.assign(static_cast<size_t>(p) * p, 0.0);
+  ipvt.resize(p);
+  qtf.resize(p);
+  acnorm.resize(p);
+  auto M = [&](int i, int j) -> double& { return r[i + static_cast<size_t>(j) * p]; };
+  for (int i = 0; i < p; ++i) {
+    for (int j = 0; j < p; ++j) M(i, j) = R[i * q + j];
+    qtf[i] = R[i * q + p];
+  }
+  for (int j = 0; j < p; ++j) {
+    acnorm[j] = stableNorm(&M(0, j), p);
+    ipvt[j] = j;
+  }
+  for (int k = 0; k < p; ++k) {
+    // Pivot: the remaining column of largest norm (recomputed exactly; p is small).
+    int best = k;
+    double bestNorm = -1.0;
+    for (int j = k; j < p; ++j) {
+      const double nj = stableNorm(&M(k, j), p - k);
+      if (nj > bestNorm) {
+        bestNorm = nj;
+        best = j;
+      }
+    }
+    if (best != k) {
+      for (int i = 0; i < p; ++i) std::swap(M(i, k), M(i, best));
+      std::swap(ipvt[k], ipvt[best]);
+    }
+    const double s = stableNorm(&M(k, k), p - k);
+    if (s == 0.0 || !std::isfinite(s)) continue;
+    const double x0 = M(k, k);
+    const double beta = x0 >= 0.0 ? -s : s;
+    M(k, k) = x0 - beta;
+    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    for (int j = k + 1; j <= p; ++j) {
+      double* c = j < p ? &M(0, j) : qtf.data();
+      double dot = 0.0;
+      for (int i = k; i < p; ++i) dot += M(i, k) * c[i];
+      const double f = dot * scale;
+      for (int i = k; i < p; ++i) c[i] -= f * M(i, k);
+    }
+    M(k, k) = beta;
+    for (int i = k + 1; i < p; ++i) M(i, k) = 0.0;
+  }
+}
+
+int covarianceFromFactor(const double* R, int p, double* cov) {
+  std::vector<double> r, qtf, acnorm;
+  std::vector<int> ipvt;
+  pivotedFactor(R, p, r, ipvt, qtf, acnorm);
+  auto M = [&](int i, int j) { return r[i + static_cast<size_t>(j) * p]; };
+  std::fill(cov, cov + static_cast<size_t>(p) * p, std::numeric_limits<double>::infinity());
+  if (p == 0) return 0;
+  // Numerical rank from the pivoted diagonal: columns whose remaining norm is
+  // at rounding level relative to the largest are dependent on the others.
+  const double tol = 10.0 * p * kEps * std::fabs(M(0, 0));
+  int rank = 0;
+  while (rank < p && std::fabs(M(rank, rank)) > tol && std::isfinite(M(rank, rank))) ++rank;
+  if (rank < p) return rank;
+  // inv(r) by back substitution, column by column (upper triangular).
+  std::vector<double> inv(static_cast<size_t>(p) * p, 0.0);
+  auto I = [&](int i, int j) -> double& { return inv[i + static_cast<size_t>(j) * p]; };
+  for (int j = 0; j < p; ++j) {
+    I(j, j) = 1.0 / M(j, j);
+    for (int i = j - 1; i >= 0; --i) {
+      double sum = 0.0;
+      for (int k = i + 1; k <= j; ++k) sum += M(i, k) * I(k, j);
+      I(i, j) = -sum / M(i, i);
+    }
+  }
+  // (J^T J)^-1 = P inv(r) inv(r)^T P^T.
+  for (int a = 0; a < p; ++a) {
+    for (int b = a; b < p; ++b) {
+      double sum = 0.0;
+      for (int k = std::max(a, b); k < p; ++k) sum += I(a, k) * I(b, k);
+      cov[ipvt[a] * p + ipvt[b]] = sum;
+      cov[ipvt[b] * p + ipvt[a]] = sum;
+    }
+  }
+  return rank;
+}
+
+bool lmSucceeded(LMStatus status) {
+  switch (status) {
+    case LMStatus::Ftol:
+    case LMStatus::Xtol:
+    case LMStatus::FtolXtol:
+    case LMStatus::Gtol:
+    case LMStatus::FtolLimit:
+    case LMStatus::XtolLimit:
+    case LMStatus::GtolLimit:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const char* lmStatusName(LMStatus status) {
+  switch (status) {
+    case LMStatus::Running: return "running";
+    case LMStatus::Ftol: return "ftol";
+    case LMStatus::Xtol: return "xtol";
+    case LMStatus::FtolXtol: return "ftol_xtol";
+    case LMStatus::Gtol: return "gtol";
+    case LMStatus::MaxFev: return "max_fev";
+    case LMStatus::FtolLimit: return "ftol_limit";
+    case LMStatus::XtolLimit: return "xtol_limit";
+    case LMStatus::GtolLimit: return "gtol_limit";
+    case LMStatus::NonFiniteStart: return "nonfinite_start";
+    case LMStatus::Aborted: return "aborted";
+  }
+  return "unknown";
+}
+
+std::string lmStatusMessage(LMStatus status, const LMOptions& o) {
+  std::ostringstream out;
+  switch (status) {
+    case LMStatus::Running: out << "The fit is still running."; break;
+    case LMStatus::Ftol:
+      out << "Both actual and predicted relative reductions in the sum of squares are at most ftol = " << o.ftol << ".";
+      break;
+    case LMStatus::Xtol:
+      out << "The relative change of the parameters between two iterates is at most xtol = " << o.xtol << ".";
+      break;
+    case LMStatus::FtolXtol:
+      out << "Both the sum of squares (ftol = " << o.ftol << ") and the parameters (xtol = " << o.xtol
+          << ") have converged.";
+      break;
+    case LMStatus::Gtol:
+      out << "The residual is orthogonal to every Jacobian column within gtol = " << o.gtol << ".";
+      break;
+    case LMStatus::MaxFev:
+      out << "The evaluation limit maxFev = " << o.maxFev << " was reached before convergence.";
+      break;
+    case LMStatus::FtolLimit:
+      out << "No further reduction in the sum of squares is possible in double precision (ftol = " << o.ftol
+          << " is below machine precision).";
+      break;
+    case LMStatus::XtolLimit:
+      out << "No further improvement of the parameters is possible in double precision (xtol = " << o.xtol
+          << " is below machine precision).";
+      break;
+    case LMStatus::GtolLimit:
+      out << "The residual is orthogonal to the Jacobian columns to machine precision.";
+      break;
+    case LMStatus::NonFiniteStart:
+      out << "The model or its derivatives are not finite at the starting point.";
+      break;
+    case LMStatus::Aborted: out << "The fit was aborted."; break;
+  }
+  return out.str();
+}
+
+LevenbergMarquardt::LevenbergMarquardt(int p, const double* x0, const LMOptions& options)
+    : p_(p), options_(options), x_(x0, x0 + p), trial_(x0, x0 + p), step_(p), diag_(p, 0.0) {
+  if (options_.maxFev <= 0) options_.maxFev = 100 * static_cast<int64_t>(p + 1);
+}
+
+void LevenbergMarquardt::useJacobian(const double* R) {
+  ++njev_;
+  pivotedFactor(R, p_, r_, ipvt_, qtf_, acnorm_);
+  if (firstStep_) {
+    for (int j = 0; j < p_; ++j) diag_[j] = acnorm_[j] == 0.0 ? 1.0 : acnorm_[j];
+    std::vector<double> dx(p_);
+    for (int j = 0; j < p_; ++j) dx[j] = diag_[j] * x_[j];
+    xnorm_ = norm(dx);
+    delta_ = options_.factor * xnorm_;
+    if (delta_ == 0.0) delta_ = options_.factor;
+  }
+  // Cosine of the largest angle between the residual and a Jacobian column.
+  gnorm_ = 0.0;
+  if (fnorm_ != 0.0) {
+    for (int j = 0; j < p_; ++j) {
+      const int l = ipvt_[j];
+      if (acnorm_[l] == 0.0) continue;
+      double sum = 0.0;
+      for (int i = 0; i <= j; ++i) sum += r_[i + static_cast<size_t>(j) * p_] * (qtf_[i] / fnorm_);
+      gnorm_ = std::max(gnorm_, std::fabs(sum / acnorm_[l]));
+    }
+  }
+  if (gnorm_ <= options_.gtol) return finish(LMStatus::Gtol);
+  if (!firstStep_) {
+    for (int j = 0; j < p_; ++j) diag_[j] = std::max(diag_[j], acnorm_[j]);
+  }
+}
+
+void LevenbergMarquardt::computeStep() {
+  std::vector<double> sdiag(p_);
+  lmpar(p_, r_, ipvt_, diag_, qtf_, delta_, par_, step_, sdiag);
+  for (int j = 0; j < p_; ++j) {
+    step_[j] = -step_[j];
+    trial_[j] = x_[j] + step_[j];
+  }
+  std::vector<double> scaled(p_);
+  for (int j = 0; j < p_; ++j) scaled[j] = diag_[j] * step_[j];
+  pnorm_ = norm(scaled);
+  if (firstStep_) delta_ = std::min(delta_, pnorm_);
+  // Predicted reduction and directional derivative from the linear model.
+  std::vector<double> jp(p_, 0.0);
+  for (int j = 0; j < p_; ++j) {
+    const double t = step_[ipvt_[j]];
+    for (int i = 0; i <= j; ++i) jp[i] += r_[i + static_cast<size_t>(j) * p_] * t;
+  }
+  const double t1 = norm(jp) / fnorm_;
+  const double t2 = std::sqrt(par_) * pnorm_ / fnorm_;
+  prered_ = t1 * t1 + t2 * t2 / 0.5;
+  dirder_ = -(t1 * t1 + t2 * t2);
+}
+
+void LevenbergMarquardt::tell(const double* R) {
+  if (!running()) return;
+  const int q = p_ + 1;
+  const bool finite = allFinite(R, static_cast<size_t>(q) * q);
+  ++nfev_;
+  if (atStart_) {
+    atStart_ = false;
+    if (!finite) return finish(LMStatus::NonFiniteStart);
+    fnorm_ = residualNorm(R, p_);
+    factorAtX_.assign(R, R + static_cast<size_t>(q) * q);
+    useJacobian(R);
+    if (!running()) return;
+    if (fnorm_ == 0.0) return finish(LMStatus::FtolLimit);
+    if (nfev_ >= options_.maxFev) return finish(LMStatus::MaxFev);
+    computeStep();
+    return;
+  }
+
+  const double fnorm1 = finite ? residualNorm(R, p_) : std::numeric_limits<double>::infinity();
+  const double actred = (finite && 0.1 * fnorm1 < fnorm_) ? 1.0 - (fnorm1 / fnorm_) * (fnorm1 / fnorm_) : -1.0;
+  const double ratio = prered_ != 0.0 ? actred / prered_ : 0.0;
+
+  if (ratio <= 0.25) {
+    double shrink = actred >= 0.0 ? 0.5 : 0.5 * dirder_ / (dirder_ + 0.5 * actred);
+    if (!finite || 0.1 * fnorm1 >= fnorm_ || shrink < 0.1) shrink = 0.1;
+    delta_ = shrink * std::min(delta_, pnorm_ / 0.1);
+    par_ /= shrink;
+  } else if (par_ == 0.0 || ratio >= 0.75) {
+    delta_ = pnorm_ / 0.5;
+    par_ *= 0.5;
+  }
+
+  const bool accepted = ratio >= 1e-4;
+  if (accepted) {
+    x_ = trial_;
+    std::vector<double> dx(p_);
+    for (int j = 0; j < p_; ++j) dx[j] = diag_[j] * x_[j];
+    xnorm_ = norm(dx);
+    fnorm_ = fnorm1;
+    ++iterations_;
+  }
+  firstStep_ = false;
+
+  const bool ftolMet = std::fabs(actred) <= options_.ftol && prered_ <= options_.ftol && 0.5 * ratio <= 1.0;
+  const bool xtolMet = delta_ <= options_.xtol * xnorm_;
+  if (accepted) factorAtX_.assign(R, R + static_cast<size_t>(q) * q);
+  if (ftolMet && xtolMet) return finish(LMStatus::FtolXtol);
+  if (ftolMet) return finish(LMStatus::Ftol);
+  if (xtolMet) return finish(LMStatus::Xtol);
+  if (fnorm_ == 0.0) return finish(LMStatus::FtolLimit);
+  if (nfev_ >= options_.maxFev) return finish(LMStatus::MaxFev);
+  if (std::fabs(actred) <= kEps && prered_ <= kEps && 0.5 * ratio <= 1.0) return finish(LMStatus::FtolLimit);
+  if (delta_ <= kEps * xnorm_) return finish(LMStatus::XtolLimit);
+  if (gnorm_ <= kEps) return finish(LMStatus::GtolLimit);
+
+  if (accepted) {
+    useJacobian(R);
+    if (!running()) return;
+  }
+  computeStep();
+}
+
+}  // namespace nlfit

@@ -1,0 +1,213 @@
+// Householder QR of row blocks and the fixed-tree merge of their factors.
+// See tsqr.hpp for the mathematics and the reproducibility argument.
+//
+// Reflector convention: for a column x with norm s, beta = -sign(x0) s, the
+// Householder vector is v = x - beta e1 and H = I - v v^T / (s (s + |x0|)),
+// since v^T v = 2 s (s + |x0|). Choosing the sign of beta opposite to x0
+// avoids cancellation in v0 = x0 - beta.
+#include "tsqr.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+
+namespace nlfit {
+
+namespace {
+
+// Sums of squares outside this range may have overflowed or lost digits to
+// underflow; those columns are recomputed with scaling.
+constexpr double kSumSqLow = 1e-280;
+constexpr double kSumSqHigh = 1e280;
+
+}  // namespace
+
+double stableNorm(const double* x, int64_t n, int64_t stride) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i * stride] * x[i * stride];
+  if (sum >= kSumSqLow && sum <= kSumSqHigh) return std::sqrt(sum);
+  if (sum == 0.0) return 0.0;
+  double scale = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double a = std::fabs(x[i * stride]);
+    if (!(a <= scale)) scale = a;  // also picks up NaN
+  }
+  if (!std::isfinite(scale)) return scale;
+  double scaled = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = x[i * stride] / scale;
+    scaled += t * t;
+  }
+  return scale * std::sqrt(scaled);
+}
+
+namespace {
+
+// Norm of column rows [k, kBlockSize): the vectorised sum, with the scaled
+// fallback only when the fast sum is out of range.
+inline double columnNorm(const double* col, int k) {
+  const double* c = static_cast<const double*>(__builtin_assume_aligned(col, kAlign));
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int i = k; i < kBlockSize; ++i) sum += c[i] * c[i];
+  if (sum >= kSumSqLow && sum <= kSumSqHigh) return std::sqrt(sum);
+  if (sum == 0.0) return 0.0;
+  return stableNorm(c + k, kBlockSize - k);
+}
+
+}  // namespace
+
+void blockFactor(double* A, int q, double* R) {
+  std::memset(R, 0, sizeof(double) * q * q);
+  for (int k = 0; k < q; ++k) {
+    double* v = static_cast<double*>(__builtin_assume_aligned(A + static_cast<int64_t>(k) * kBlockSize, kAlign));
+    const double s = columnNorm(v, k);
+    const double x0 = v[k];
+    if (s == 0.0) {
+      for (int j = k; j < q; ++j) R[k * q + j] = A[static_cast<int64_t>(j) * kBlockSize + k];
+      continue;
+    }
+    const double beta = x0 >= 0.0 ? -s : s;
+    v[k] = x0 - beta;
+    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    for (int j = k + 1; j < q; ++j) {
+      double* c = static_cast<double*>(__builtin_assume_aligned(A + static_cast<int64_t>(j) * kBlockSize, kAlign));
+      double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
+      for (int i = k; i < kBlockSize; ++i) dot += v[i] * c[i];
+      const double f = dot * scale;
+#pragma omp simd
+      for (int i = k; i < kBlockSize; ++i) c[i] -= f * v[i];
+      R[k * q + j] = c[k];
+    }
+    R[k * q + k] = beta;
+  }
+}
+
+void mergeFactors(double* R1, double* R2, int q) {
+  for (int k = 0; k < q; ++k) {
+    // The column to annihilate: R1[k][k] over R2[0..k][k].
+    const double x0 = R1[k * q + k];
+    const double s = std::hypot(x0, stableNorm(R2 + k, k + 1, q));
+    if (s == 0.0) continue;
+    const double beta = x0 >= 0.0 ? -s : s;
+    const double v0 = x0 - beta;
+    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    for (int j = k + 1; j < q; ++j) {
+      double dot = v0 * R1[k * q + j];
+      for (int i = 0; i <= k; ++i) dot += R2[i * q + k] * R2[i * q + j];
+      const double f = dot * scale;
+      R1[k * q + j] -= f * v0;
+      for (int i = 0; i <= k; ++i) R2[i * q + j] -= f * R2[i * q + k];
+    }
+    R1[k * q + k] = beta;
+    for (int i = 0; i <= k; ++i) R2[i * q + k] = 0.0;
+  }
+}
+
+RangeReducer::RangeReducer(int q) : q_(q), work_(static_cast<size_t>(q) * q) {}
+
+void RangeReducer::push(int64_t blockIndex, const double* R) {
+  const size_t qq = static_cast<size_t>(q_) * q_;
+  if (!nodes_.empty()) {
+    const FactorNode& last = nodes_.back();
+    const int64_t lastEnd = (last.index + 1) << last.level;
+    if (blockIndex != lastEnd) throw ReductionError("blocks must be pushed in consecutive order");
+  }
+  nodes_.push_back({0, blockIndex});
+  factors_.insert(factors_.end(), R, R + qq);
+  // Merge while the two topmost nodes are siblings (left child even).
+  while (nodes_.size() >= 2) {
+    FactorNode& right = nodes_[nodes_.size() - 1];
+    FactorNode& left = nodes_[nodes_.size() - 2];
+    if (left.level != right.level || (left.index & 1) != 0 || right.index != left.index + 1) break;
+    double* leftR = factors_.data() + (nodes_.size() - 2) * qq;
+    double* rightR = factors_.data() + (nodes_.size() - 1) * qq;
+    std::memcpy(work_.data(), rightR, qq * sizeof(double));
+    mergeFactors(leftR, work_.data(), q_);
+    left.level += 1;
+    left.index >>= 1;
+    nodes_.pop_back();
+    factors_.resize(nodes_.size() * qq);
+  }
+}
+
+std::vector<double> RangeReducer::packedRoots() const {
+  const size_t qq = static_cast<size_t>(q_) * q_;
+  std::vector<double> out;
+  out.reserve(nodes_.size() * (qq + 2));
+  for (size_t n = 0; n < nodes_.size(); ++n) {
+    out.push_back(static_cast<double>(nodes_[n].level));
+    out.push_back(static_cast<double>(nodes_[n].index));
+    out.insert(out.end(), factors_.begin() + n * qq, factors_.begin() + (n + 1) * qq);
+  }
+  return out;
+}
+
+namespace {
+
+struct TreeFinisher {
+  int q;
+  int64_t nBlocks;
+  std::map<std::pair<int32_t, int64_t>, const double*> supplied;
+
+  // Writes node (level, index) into out.
+  void node(int32_t level, int64_t index, double* out) {
+    const auto it = supplied.find({level, index});
+    const size_t qq = static_cast<size_t>(q) * q;
+    if (it != supplied.end()) {
+      std::memcpy(out, it->second, qq * sizeof(double));
+      return;
+    }
+    if (level == 0) {
+      throw ReductionError("block " + std::to_string(index) + " is missing from the reduction");
+    }
+    node(level - 1, 2 * index, out);
+    const int64_t rightStart = (2 * index + 1) << (level - 1);
+    if (rightStart >= nBlocks) return;
+    std::vector<double> right(qq);
+    node(level - 1, 2 * index + 1, right.data());
+    mergeFactors(out, right.data(), q);
+  }
+};
+
+}  // namespace
+
+void finishTree(const std::vector<std::pair<const double*, int64_t>>& packed, int64_t nBlocks,
+                int q, double* R) {
+  if (nBlocks < 1) throw ReductionError("nothing to reduce: no blocks");
+  TreeFinisher finisher{q, nBlocks, {}};
+  const int stride = packedNodeSize(q);
+  int64_t covered = 0;
+  for (const auto& [values, count] : packed) {
+    if (count % stride != 0) throw ReductionError("packed factors have a length that is not a whole number of nodes");
+    for (int64_t off = 0; off < count; off += stride) {
+      const double levelValue = values[off];
+      const double indexValue = values[off + 1];
+      if (!(levelValue >= 0 && levelValue <= 62 && levelValue == std::floor(levelValue)) ||
+          !(indexValue >= 0 && indexValue < static_cast<double>(nBlocks) && indexValue == std::floor(indexValue))) {
+        throw ReductionError("packed factor node has an invalid level or index");
+      }
+      const int32_t level = static_cast<int32_t>(levelValue);
+      const int64_t index = static_cast<int64_t>(indexValue);
+      const int64_t first = index << level;
+      if (first >= nBlocks) throw ReductionError("packed factor node lies past the last block");
+      const int64_t last = std::min((index + 1) << level, nBlocks);
+      covered += last - first;
+      if (!finisher.supplied.emplace(std::make_pair(level, index), values + off + 2).second) {
+        throw ReductionError("a block range was reduced twice");
+      }
+    }
+  }
+  if (covered != nBlocks) {
+    throw ReductionError("the reduced ranges cover " + std::to_string(covered) + " blocks, expected " +
+                         std::to_string(nBlocks));
+  }
+  int32_t top = 0;
+  while ((int64_t{1} << top) < nBlocks) ++top;
+  finisher.node(top, 0, R);
+}
+
+}  // namespace nlfit
