@@ -1,0 +1,315 @@
+/**
+ * Compiles a model expression to bytecode (bytecode.ts).
+ *
+ * The tree is lowered into a hash-consed graph: a node is looked up by
+ * (op, operands) before it is created, so structurally identical subtrees
+ * become one node (common subexpressions are computed once and every load
+ * is emitted once). Nodes whose operands are all constants are folded when
+ * created, with the evaluator's own semantics, so a subtree without
+ * parameters or variables becomes one constant. The only rewrites are those
+ * exact in IEEE arithmetic, plus the one the language defines: `--x` is `x`,
+ * and `x^n` (also `pow(x, n)`) with an exponent that folds to an integer in
+ * [-kMaxPowi, kMaxPowi] is kPowi.
+ *
+ * A node's operands always exist before it, so node ids are a topological
+ * order; emission keeps the nodes the output reaches, in id order, which puts
+ * the output last and drops dead nodes (operands of folded subtrees).
+ */
+import { invalidInput, invalidRange, invalidType, ModelError } from '../errors.js';
+import {
+  applyBinary,
+  applyUnary,
+  evaluateProgram,
+  isBinaryOp,
+  isUnaryOp,
+  kHeaderWords,
+  kMagic,
+  kMaxInstr,
+  kMaxParams,
+  kMaxPowi,
+  kMaxVars,
+  kVersion,
+  Op,
+  powC,
+  type BinaryOp,
+  type UnaryOp,
+} from './bytecode.js';
+import { isIdentifier } from './lexer.js';
+import { kConstants, kFunctions, parseExpression, reduceExpr, type Expr, type NameExpr } from './parser.js';
+
+export interface CompiledModel {
+  source: string;
+  /** Header and instructions, per bytecode.ts. */
+  code: Int32Array;
+  consts: Float64Array;
+  /** Index i is parameter index i in the bytecode: the order of `options.params`. */
+  paramNames: string[];
+  /** Index v is variable index v in the bytecode: only the columns the expression uses, in order of first appearance. */
+  variableNames: string[];
+  /** Per parameter: whether the model (after folding) depends on it. */
+  usesParam: boolean[];
+}
+
+export interface CompileOptions {
+  /** Parameter names, in bytecode order (the keys of p0). */
+  params: readonly string[];
+  /** Data column names; those the expression uses become variables. */
+  columns: readonly string[];
+  /**
+   * Columns that may not appear in the model: reserved[0] is the response
+   * column, reserved[1] the weight column (the caller passes ['y', 'sigma']).
+   */
+  reserved?: readonly string[];
+}
+
+/**
+ * Compiles a model expression. Names resolve in order: a parameter, a data
+ * column, the constant `pi` or `e`; anything else is a ModelError pointing at
+ * the name. Parameters the expression does not use are allowed (see usesParam).
+ * @example
+ * const model = compileModel('a*exp(-b*x)+c', { params: ['a', 'b', 'c'], columns: ['x', 'y'], reserved: ['y'] });
+ * model.variableNames // ['x']
+ * evaluateCompiled(model, [2, 0.5, 1], [[0, 1, 2]], 1) // 2*exp(-0.5)+1
+ */
+export function compileModel(source: string, options: CompileOptions): CompiledModel {
+  validateOptions(source, options);
+  const tree = parseExpression(source);
+  const graph = new ExpressionGraph();
+  const names = new NameResolver(source, options, graph);
+  const root = reduceExpr<number>(tree, (expr, kids) => lower(expr, kids, graph, names));
+  for (const name of options.params) {
+    if (options.columns.includes(name)) throw invalidInput('p0', ambiguousName(name));
+  }
+  const program = graph.emit(root);
+  if (program.instrCount > kMaxInstr) {
+    throw new ModelError(`expression is too large: ${program.instrCount} instructions, more than the limit of ${kMaxInstr}`, source, 0);
+  }
+  const header = [kMagic, kVersion, program.instrCount, options.params.length, names.variableNames.length, program.consts.length];
+  const code = new Int32Array(kHeaderWords + program.instructions.length);
+  code.set(header);
+  code.set(program.instructions, kHeaderWords);
+  return {
+    source,
+    code,
+    consts: Float64Array.from(program.consts),
+    paramNames: [...options.params],
+    variableNames: names.variableNames,
+    usesParam: options.params.map((_, p) => program.params.has(p)),
+  };
+}
+
+/**
+ * The identifiers an expression uses that are neither functions nor the
+ * constants pi and e, in order of first appearance: the parameter order when
+ * p0 is an array. Throws ModelError for a syntax error.
+ * @example
+ * freeIdentifiers('b1*(1-exp(-b2*x)) + pi') // ['b1', 'b2', 'x']
+ */
+export function freeIdentifiers(source: string): string[] {
+  if (typeof source !== 'string') throw invalidType('model', 'a string', source);
+  const found = new Set<string>();
+  reduceExpr<void>(parseExpression(source), (expr) => {
+    if (expr.kind === 'name' && !kConstants.has(expr.name) && !kFunctions.has(expr.name)) found.add(expr.name);
+  });
+  return [...found];
+}
+
+/**
+ * Interprets a compiled model at data point i (values only): the reference
+ * the kernel and tests compare against. `vars[v]` is the column
+ * `model.variableNames[v]`.
+ * @example
+ * evaluateCompiled(compileModel('b1*x^b2', { params: ['b1', 'b2'], columns: ['x'] }), [2, 3], [[1, 2]], 1) // 16
+ */
+export function evaluateCompiled(model: CompiledModel, params: ArrayLike<number>, vars: ArrayLike<number>[], i: number): number {
+  return evaluateProgram(model.code, model.consts, params, vars, i);
+}
+
+function validateOptions(source: unknown, options: CompileOptions): void {
+  if (typeof source !== 'string') throw invalidType('model', 'a string', source);
+  if (typeof options !== 'object' || options === null) throw invalidType('options', 'an object', options);
+  validateNames('params', options.params);
+  validateNames('columns', options.columns);
+  if (options.reserved !== undefined) validateNames('reserved', options.reserved);
+  if (options.params.length > kMaxParams) throw invalidRange('p0', `at most ${kMaxParams} parameters`, options.params);
+  const seen = new Set<string>();
+  for (const name of options.params) {
+    if (!isIdentifier(name)) {
+      throw invalidInput('p0', `'${name}' is not a valid parameter name (letters, digits and '_', not starting with a digit)`);
+    }
+    if (kFunctions.has(name)) throw invalidInput('p0', `'${name}' is a function name and cannot be a parameter`);
+    if (seen.has(name)) throw invalidInput('p0', `'${name}' is listed twice`);
+    seen.add(name);
+  }
+}
+
+function validateNames(field: string, names: unknown): void {
+  if (!Array.isArray(names)) throw invalidType(field, 'an array of strings', names);
+  names.forEach((name: unknown, k) => {
+    if (typeof name !== 'string') throw invalidType(`${field}[${k}]`, 'a string', name);
+  });
+}
+
+function ambiguousName(name: string): string {
+  return `'${name}' is both a parameter (p0) and a data column`;
+}
+
+/** The graph node for one tree node, given the nodes of its children. */
+function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: NameResolver): number {
+  switch (expr.kind) {
+    case 'number':
+      return graph.constant(expr.value);
+    case 'name':
+      return names.resolve(expr);
+    case 'unary':
+      return expr.op === '-' ? graph.unary(Op.Neg, kids[0]!) : kids[0]!;
+    case 'binary':
+      if (expr.op === '^') return graph.power(kids[0]!, kids[1]!);
+      return graph.binary(kBinaryOps[expr.op], kids[0]!, kids[1]!);
+    case 'call': {
+      const { op } = kFunctions.get(expr.name)!;
+      if (op === Op.Pow) return graph.power(kids[0]!, kids[1]!);
+      if (isBinaryOp(op)) return kids.reduce((left, right) => graph.binary(op, left, right));
+      return graph.unary(op, kids[0]!);
+    }
+  }
+}
+
+const kBinaryOps = { '+': Op.Add, '-': Op.Sub, '*': Op.Mul, '/': Op.Div } as const;
+
+/** Resolves names to parameter, variable and constant nodes, numbering variables by first use. */
+class NameResolver {
+  readonly variableNames: string[] = [];
+  private readonly paramIndex: Map<string, number>;
+  private readonly columns: Set<string>;
+  private readonly roles: Map<string, string>;
+
+  constructor(
+    private readonly source: string,
+    options: CompileOptions,
+    private readonly graph: ExpressionGraph,
+  ) {
+    this.paramIndex = new Map(options.params.map((name, p) => [name, p]));
+    this.columns = new Set(options.columns);
+    const reserved = options.reserved ?? [];
+    this.roles = new Map(reserved.map((name, k) => [name, k === 0 ? 'the response column' : k === 1 ? 'the weight column' : 'a reserved column']));
+  }
+
+  resolve(expr: NameExpr): number {
+    const { name } = expr;
+    const role = this.roles.get(name);
+    if (role !== undefined) throw this.error(`'${name}' is ${role} and cannot appear in the model`, expr);
+    const param = this.paramIndex.get(name);
+    if (param !== undefined) {
+      if (this.columns.has(name)) throw this.error(ambiguousName(name), expr);
+      return this.graph.load(Op.Param, param);
+    }
+    if (this.columns.has(name)) return this.graph.load(Op.Var, this.variableIndex(expr));
+    const constant = kConstants.get(name);
+    if (constant !== undefined) return this.graph.constant(constant);
+    if (kFunctions.has(name)) throw this.error(`'${name}' is a function and needs arguments, as in ${name}(x)`, expr);
+    throw this.error(`unknown identifier '${name}' (not a parameter in p0 and not a data column)`, expr);
+  }
+
+  private variableIndex(expr: NameExpr): number {
+    const known = this.variableNames.indexOf(expr.name);
+    if (known >= 0) return known;
+    if (this.variableNames.length === kMaxVars) {
+      throw this.error(`too many data columns in the model: '${expr.name}' would be column ${kMaxVars + 1}, the limit is ${kMaxVars}`, expr);
+    }
+    return this.variableNames.push(expr.name) - 1;
+  }
+
+  private error(message: string, expr: NameExpr): ModelError {
+    return new ModelError(message, this.source, expr.start);
+  }
+}
+
+interface EmittedProgram {
+  instrCount: number;
+  /** nInstr * kInstrWords words. */
+  instructions: number[];
+  consts: number[];
+  /** Indices of the parameters the output depends on. */
+  params: Set<number>;
+}
+
+/** A hash-consed expression graph. Node ids are creation order, operands first. */
+class ExpressionGraph {
+  private readonly ops: Op[] = [];
+  private readonly argA: number[] = [];
+  private readonly argB: number[] = [];
+  /** The value of each Const node (unused for other nodes). */
+  private readonly values: number[] = [];
+  private readonly ids = new Map<string, number>();
+
+  constant(value: number): number {
+    // String() keeps every double exactly but prints -0 as "0".
+    const key = Object.is(value, -0) ? '-0' : String(value);
+    return this.node(Op.Const, 0, 0, value, `c${key}`);
+  }
+
+  load(op: typeof Op.Param | typeof Op.Var, index: number): number {
+    return this.node(op, index, 0);
+  }
+
+  unary(op: UnaryOp, a: number): number {
+    if (this.isConstant(a)) return this.constant(applyUnary(op, this.values[a]!));
+    if (op === Op.Neg && this.ops[a] === Op.Neg) return this.argA[a]!;
+    return this.node(op, a, 0);
+  }
+
+  binary(op: BinaryOp, a: number, b: number): number {
+    if (this.isConstant(a) && this.isConstant(b)) return this.constant(applyBinary(op, this.values[a]!, this.values[b]!));
+    return this.node(op, a, b);
+  }
+
+  power(base: number, exponent: number): number {
+    if (this.isConstant(base) && this.isConstant(exponent)) return this.constant(powC(this.values[base]!, this.values[exponent]!));
+    const n = this.isConstant(exponent) ? this.values[exponent]! : NaN;
+    if (Number.isInteger(n) && Math.abs(n) <= kMaxPowi) return this.node(Op.Powi, base, n);
+    return this.node(Op.Pow, base, exponent);
+  }
+
+  /** The program computing node `root`: the nodes it reaches, renumbered in id order. */
+  emit(root: number): EmittedProgram {
+    const live = new Uint8Array(root + 1);
+    live[root] = 1;
+    for (let id = root; id >= 0; id--) {
+      if (!live[id]) continue;
+      const op = this.ops[id]!;
+      if (isUnaryOp(op) || op === Op.Powi) live[this.argA[id]!] = 1;
+      if (isBinaryOp(op)) live[this.argA[id]!] = live[this.argB[id]!] = 1;
+    }
+    const program: EmittedProgram = { instrCount: 0, instructions: [], consts: [], params: new Set() };
+    const renumbered = new Int32Array(root + 1);
+    for (let id = 0; id <= root; id++) {
+      if (!live[id]) continue;
+      const op = this.ops[id]!;
+      let a = this.argA[id]!;
+      let b = this.argB[id]!;
+      if (op === Op.Const) a = program.consts.push(this.values[id]!) - 1;
+      if (op === Op.Param) program.params.add(a);
+      if (isUnaryOp(op) || isBinaryOp(op) || op === Op.Powi) a = renumbered[a]!;
+      if (isBinaryOp(op)) b = renumbered[b]!;
+      program.instructions.push(op, a, b);
+      renumbered[id] = program.instrCount++;
+    }
+    return program;
+  }
+
+  private isConstant(id: number): boolean {
+    return this.ops[id] === Op.Const;
+  }
+
+  private node(op: Op, a: number, b: number, value = NaN, key = `${op},${a},${b}`): number {
+    const known = this.ids.get(key);
+    if (known !== undefined) return known;
+    const id = this.ops.push(op) - 1;
+    this.argA.push(a);
+    this.argB.push(b);
+    this.values.push(value);
+    this.ids.set(key, id);
+    return id;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Splits a model expression into tokens, lazily, so the parser reports the
+ * first error in reading order whether it is lexical or syntactic.
+ */
+import { ModelError } from '../errors.js';
+
+export type TokenKind = 'number' | 'name' | '+' | '-' | '*' | '/' | '^' | '(' | ')' | ',' | 'end';
+
+export interface Token {
+  readonly kind: TokenKind;
+  /** The source text; `^` tokens are `^` or `**`, `end` is empty. */
+  readonly text: string;
+  /** 0-based character offset in the source. */
+  readonly position: number;
+  /** The numeric value of a `number` token, else NaN. */
+  readonly value: number;
+}
+
+const kNumber = /(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/y;
+const kName = /[A-Za-z_][A-Za-z0-9_]*/y;
+const kWhitespace = /\s*/y;
+const kNameOrDigit = /[A-Za-z0-9_.]/;
+const kSymbols: ReadonlyMap<string, TokenKind> = new Map<string, TokenKind>([
+  ['+', '+'],
+  ['-', '-'],
+  ['*', '*'],
+  ['/', '/'],
+  ['^', '^'],
+  ['(', '('],
+  [')', ')'],
+  [',', ','],
+]);
+
+/** Whether `name` is a valid identifier: `[A-Za-z_][A-Za-z0-9_]*`. */
+export function isIdentifier(name: string): boolean {
+  kName.lastIndex = 0;
+  return kName.test(name) && kName.lastIndex === name.length;
+}
+
+/**
+ * The tokens of `source`, ending with one `end` token at `source.length`.
+ * Throws ModelError for an unexpected character or a malformed number.
+ * @example
+ * [...tokenize('2**-x')].map((t) => t.text) // ['2', '**', '-', 'x', '']
+ */
+export function* tokenize(source: string): Generator<Token, void, undefined> {
+  let offset = 0;
+  for (;;) {
+    kWhitespace.lastIndex = offset;
+    kWhitespace.test(source);
+    offset = kWhitespace.lastIndex;
+    if (offset >= source.length) {
+      yield { kind: 'end', text: '', position: source.length, value: NaN };
+      return;
+    }
+    const char = source[offset]!;
+    if (/[0-9.]/.test(char)) {
+      const text = scanNumber(source, offset);
+      yield { kind: 'number', text, position: offset, value: Number(text) };
+      offset += text.length;
+    } else if (/[A-Za-z_]/.test(char)) {
+      kName.lastIndex = offset;
+      kName.test(source);
+      const text = source.slice(offset, kName.lastIndex);
+      yield { kind: 'name', text, position: offset, value: NaN };
+      offset += text.length;
+    } else if (source.startsWith('**', offset)) {
+      yield { kind: '^', text: '**', position: offset, value: NaN };
+      offset += 2;
+    } else {
+      const kind = kSymbols.get(char);
+      if (kind === undefined) {
+        const shown = String.fromCodePoint(source.codePointAt(offset)!);
+        throw new ModelError(`unexpected character '${shown}'`, source, offset);
+      }
+      yield { kind, text: char, position: offset, value: NaN };
+      offset += 1;
+    }
+  }
+}
+
+/**
+ * The number starting at `start`. A number run straight into a letter, digit,
+ * `_` or `.` (`1e`, `1.2.3`, `2x`) is malformed: the error shows the whole run.
+ */
+function scanNumber(source: string, start: number): string {
+  kNumber.lastIndex = start;
+  const end = kNumber.test(source) ? kNumber.lastIndex : start;
+  if (end > start && !kNameOrDigit.test(source[end] ?? '')) return source.slice(start, end);
+  let stop = Math.max(end, start + 1);
+  for (; stop < source.length; stop++) {
+    const char = source[stop]!;
+    const exponentSign = (char === '+' || char === '-') && /[eE]/.test(source[stop - 1]!);
+    if (!kNameOrDigit.test(char) && !exponentSign) break;
+  }
+  throw new ModelError(`malformed number '${source.slice(start, stop)}'`, source, start);
+}
