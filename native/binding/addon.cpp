@@ -1,0 +1,330 @@
+// N-API glue: turns JavaScript values into plain pointers and structs for the
+// kernel (native/kernel, which knows nothing of N-API) and kernel exceptions
+// into JavaScript errors. Every argument is checked here even though the
+// TypeScript layer validated it already: a bad call must throw, never crash.
+//
+// State is per environment (Napi::Addon), so the addon can be loaded by the
+// main thread and any number of worker threads at once.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../kernel/layout.hpp"
+#include "../kernel/lm.hpp"
+#include "../kernel/program.hpp"
+#include "../kernel/tsqr.hpp"
+
+namespace {
+
+using nlfit::kBlockSize;
+
+[[noreturn]] void throwType(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+[[noreturn]] void throwRange(Napi::Env env, const std::string& message) {
+  throw Napi::RangeError::New(env, message);
+}
+
+Napi::Float64Array float64Arg(const Napi::Value& value, const char* name) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    throwType(value.Env(), std::string("Expected Float64Array for ") + name);
+  }
+  return value.As<Napi::Float64Array>();
+}
+
+int64_t integerArg(const Napi::Value& value, const char* name, int64_t min, int64_t max) {
+  if (!value.IsNumber()) throwType(value.Env(), std::string("Expected integer for ") + name);
+  const double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v == std::floor(v)) || v < static_cast<double>(min) || v > static_cast<double>(max)) {
+    throwRange(value.Env(), std::string("Expected integer in [") + std::to_string(min) + ", " +
+                                std::to_string(max) + "] for " + name);
+  }
+  return static_cast<int64_t>(v);
+}
+
+struct AlignedDeleter {
+  void operator()(double* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<double, AlignedDeleter>;
+
+AlignedBuffer alignedDoubles(size_t count) {
+  const size_t bytes = ((count * sizeof(double) + nlfit::kAlign - 1) / nlfit::kAlign) * nlfit::kAlign;
+  return AlignedBuffer(static_cast<double*>(std::aligned_alloc(nlfit::kAlign, bytes)));
+}
+
+// Column views of one call, checked against nPoints.
+struct ColumnViews {
+  std::vector<const double*> vars;
+  nlfit::Columns columns;
+};
+
+ColumnViews columnViews(Napi::Env env, const nlfit::Program& program, const Napi::Value& varsValue,
+                        const Napi::Value& yValue, const Napi::Value& sigmaValue, int64_t nPoints,
+                        bool needResponse) {
+  ColumnViews views;
+  if (!varsValue.IsArray()) throwType(env, "Expected an array of Float64Array for vars");
+  const Napi::Array vars = varsValue.As<Napi::Array>();
+  if (static_cast<int>(vars.Length()) != program.nVars()) {
+    throwRange(env, "Expected " + std::to_string(program.nVars()) + " variable columns but received " +
+                        std::to_string(vars.Length()));
+  }
+  for (uint32_t v = 0; v < vars.Length(); ++v) {
+    const Napi::Float64Array column = float64Arg(vars.Get(v), "a variable column");
+    if (static_cast<int64_t>(column.ElementLength()) < nPoints) throwRange(env, "variable column shorter than nPoints");
+    views.vars.push_back(column.Data());
+  }
+  views.columns.vars = views.vars.data();
+  views.columns.nVars = static_cast<int>(views.vars.size());
+  if (needResponse) {
+    const Napi::Float64Array y = float64Arg(yValue, "y");
+    if (static_cast<int64_t>(y.ElementLength()) < nPoints) throwRange(env, "y shorter than nPoints");
+    views.columns.y = y.Data();
+    if (!sigmaValue.IsNull() && !sigmaValue.IsUndefined()) {
+      const Napi::Float64Array sigma = float64Arg(sigmaValue, "sigma");
+      if (static_cast<int64_t>(sigma.ElementLength()) < nPoints) throwRange(env, "sigma shorter than nPoints");
+      views.columns.sigma = sigma.Data();
+    }
+  }
+  return views;
+}
+
+// A verified program with the scratch to evaluate it on this thread.
+class Kernel : public Napi::ObjectWrap<Kernel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Kernel",
+                       {InstanceMethod<&Kernel::EvalRange>("evalRange"),
+                        InstanceMethod<&Kernel::Predict>("predict"),
+                        InstanceAccessor<&Kernel::NParams>("nParams"),
+                        InstanceAccessor<&Kernel::NVars>("nVars")});
+  }
+
+  explicit Kernel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Kernel>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throwType(env, "Expected Int32Array for code");
+    }
+    const Napi::Int32Array code = info[0].As<Napi::Int32Array>();
+    const Napi::Float64Array consts = float64Arg(info[1], "consts");
+    try {
+      program_ = nlfit::Program::verify(code.Data(), static_cast<int64_t>(code.ElementLength()), consts.Data(),
+                                        static_cast<int64_t>(consts.ElementLength()));
+    } catch (const nlfit::ProgramError& e) {
+      throwRange(env, std::string("Invalid model program: ") + e.what());
+    }
+    evaluator_ = std::make_unique<nlfit::BlockEvaluator>(program_);
+    block_ = alignedDoubles(static_cast<size_t>(kBlockSize) * (program_->nParams() + 1));
+  }
+
+ private:
+  void setParams(const Napi::Value& value) {
+    const Napi::Float64Array params = float64Arg(value, "params");
+    if (static_cast<int>(params.ElementLength()) != program_->nParams()) {
+      throwRange(value.Env(), "Expected " + std::to_string(program_->nParams()) + " parameters but received " +
+                                  std::to_string(params.ElementLength()));
+    }
+    evaluator_->setParams(params.Data());
+  }
+
+  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd)
+  //   -> Float64Array of packed subtree roots (tsqr.hpp)
+  Napi::Value EvalRange(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t nPoints = integerArg(info[4], "nPoints", 1, int64_t{1} << 52);
+    const int64_t nBlocks = nlfit::blockCount(nPoints);
+    const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
+    const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
+    const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], nPoints, true);
+    setParams(info[0]);
+    const int q = program_->nParams() + 1;
+    nlfit::RangeReducer reducer(q);
+    std::vector<double> R(static_cast<size_t>(q) * q);
+    for (int64_t b = blockStart; b < blockEnd; ++b) {
+      const int64_t first = b * kBlockSize;
+      const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
+      evaluator_->evalBlock(views.columns, first, rows, block_.get());
+      nlfit::blockFactor(block_.get(), q, R.data());
+      reducer.push(b, R.data());
+    }
+    const std::vector<double> packed = reducer.packedRoots();
+    Napi::Float64Array out = Napi::Float64Array::New(env, packed.size());
+    std::memcpy(out.Data(), packed.data(), packed.size() * sizeof(double));
+    return out;
+  }
+
+  // predict(params, vars, start, count, out): model values for points [start, start+count)
+  Napi::Value Predict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t start = integerArg(info[2], "start", 0, int64_t{1} << 52);
+    const int64_t count = integerArg(info[3], "count", 0, int64_t{1} << 52);
+    Napi::Float64Array out = float64Arg(info[4], "out");
+    if (static_cast<int64_t>(out.ElementLength()) < count) throwRange(env, "out shorter than count");
+    const ColumnViews views = columnViews(env, *program_, info[1], env.Null(), env.Null(), start + count, false);
+    setParams(info[0]);
+    for (int64_t done = 0; done < count; done += kBlockSize) {
+      const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, count - done));
+      evaluator_->evalValues(views.columns, start + done, rows, out.Data() + done);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value NParams(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), program_->nParams()); }
+  Napi::Value NVars(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), program_->nVars()); }
+
+  std::shared_ptr<const nlfit::Program> program_;
+  std::unique_ptr<nlfit::BlockEvaluator> evaluator_;
+  AlignedBuffer block_;
+};
+
+nlfit::LMOptions lmOptions(Napi::Env env, const Napi::Value& value) {
+  nlfit::LMOptions options;
+  if (value.IsUndefined()) return options;
+  if (!value.IsObject()) throwType(env, "Expected an object for solver options");
+  const Napi::Object o = value.As<Napi::Object>();
+  auto number = [&](const char* key, double& target) {
+    const Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return;
+    if (!v.IsNumber()) throwType(env, std::string("Expected number for ") + key);
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0.0) || !std::isfinite(d)) throwRange(env, std::string("Expected a finite number >= 0 for ") + key);
+    target = d;
+  };
+  number("ftol", options.ftol);
+  number("xtol", options.xtol);
+  number("gtol", options.gtol);
+  number("factor", options.factor);
+  const Napi::Value maxFev = o.Get("maxFev");
+  if (!maxFev.IsUndefined()) options.maxFev = integerArg(maxFev, "maxFev", 1, int64_t{1} << 40);
+  if (!(options.factor > 0.0)) throwRange(env, "Expected a number > 0 for factor");
+  return options;
+}
+
+Napi::Float64Array copyOut(Napi::Env env, const double* values, size_t n) {
+  Napi::Float64Array out = Napi::Float64Array::New(env, n);
+  if (n) std::memcpy(out.Data(), values, n * sizeof(double));
+  return out;
+}
+
+// The Levenberg-Marquardt state machine (lm.hpp), pumped from TypeScript.
+class Solver : public Napi::ObjectWrap<Solver> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Solver",
+                       {InstanceMethod<&Solver::Ask>("ask"), InstanceMethod<&Solver::Tell>("tell"),
+                        InstanceMethod<&Solver::Abort>("abort"), InstanceMethod<&Solver::State>("state")});
+  }
+
+  // new Solver(x0: Float64Array, options?)
+  explicit Solver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Solver>(info) {
+    Napi::Env env = info.Env();
+    const Napi::Float64Array x0 = float64Arg(info[0], "x0");
+    if (x0.ElementLength() < 1 || x0.ElementLength() > static_cast<size_t>(nlfit::kMaxParams)) {
+      throwRange(env, "Expected between 1 and " + std::to_string(nlfit::kMaxParams) + " parameters");
+    }
+    for (size_t j = 0; j < x0.ElementLength(); ++j) {
+      if (!std::isfinite(x0[j])) throwRange(env, "Expected finite starting parameters");
+    }
+    const nlfit::LMOptions options = lmOptions(env, info.Length() > 1 ? info[1] : env.Undefined());
+    lm_ = std::make_unique<nlfit::LevenbergMarquardt>(static_cast<int>(x0.ElementLength()), x0.Data(), options);
+  }
+
+ private:
+  // ask() -> Float64Array of the parameters to evaluate, or null when done
+  Napi::Value Ask(const Napi::CallbackInfo& info) {
+    if (!lm_->running()) return info.Env().Null();
+    return copyOut(info.Env(), lm_->ask(), lm_->p());
+  }
+
+  // tell(R: Float64Array of (p+1)^2)
+  Napi::Value Tell(const Napi::CallbackInfo& info) {
+    const Napi::Float64Array R = float64Arg(info[0], "R");
+    const size_t q = static_cast<size_t>(lm_->p()) + 1;
+    if (R.ElementLength() != q * q) throwRange(info.Env(), "Expected a factor of " + std::to_string(q * q) + " values");
+    lm_->tell(R.Data());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    lm_->abort();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    const nlfit::LMStatus status = lm_->status();
+    o.Set("running", lm_->running());
+    o.Set("status", nlfit::lmStatusName(status));
+    o.Set("success", nlfit::lmSucceeded(status));
+    o.Set("message", nlfit::lmStatusMessage(status, lm_->options()));
+    o.Set("x", copyOut(env, lm_->x().data(), lm_->x().size()));
+    o.Set("fnorm", lm_->fnorm());
+    o.Set("iterations", static_cast<double>(lm_->iterations()));
+    o.Set("nfev", static_cast<double>(lm_->nfev()));
+    o.Set("njev", static_cast<double>(lm_->njev()));
+    o.Set("maxFev", static_cast<double>(lm_->options().maxFev));
+    o.Set("factor", copyOut(env, lm_->factor().data(), lm_->factor().size()));
+    return o;
+  }
+
+  std::unique_ptr<nlfit::LevenbergMarquardt> lm_;
+};
+
+class NlfitAddon : public Napi::Addon<NlfitAddon> {
+ public:
+  NlfitAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {InstanceValue("Kernel", Kernel::Define(env), napi_enumerable),
+                          InstanceValue("Solver", Solver::Define(env), napi_enumerable),
+                          InstanceMethod<&NlfitAddon::FinishTree>("finishTree", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::Covariance>("covariance", napi_enumerable),
+                          InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
+                          InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
+                          InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
+  }
+
+ private:
+  // finishTree(parts: Float64Array[], nBlocks, q) -> Float64Array (q*q)
+  Napi::Value FinishTree(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throwType(env, "Expected an array of Float64Array for parts");
+    const Napi::Array parts = info[0].As<Napi::Array>();
+    const int64_t nBlocks = integerArg(info[1], "nBlocks", 1, int64_t{1} << 52);
+    const int q = static_cast<int>(integerArg(info[2], "q", 2, nlfit::kMaxParams + 1));
+    std::vector<std::pair<const double*, int64_t>> packed;
+    for (uint32_t i = 0; i < parts.Length(); ++i) {
+      const Napi::Float64Array part = float64Arg(parts.Get(i), "a reduced part");
+      packed.emplace_back(part.Data(), static_cast<int64_t>(part.ElementLength()));
+    }
+    std::vector<double> R(static_cast<size_t>(q) * q);
+    try {
+      nlfit::finishTree(packed, nBlocks, q, R.data());
+    } catch (const nlfit::ReductionError& e) {
+      throwRange(env, std::string("Invalid reduction: ") + e.what());
+    }
+    return copyOut(env, R.data(), R.size());
+  }
+
+  // covariance(R: Float64Array ((p+1)^2), p) -> { cov: Float64Array (p*p), rank }
+  Napi::Value Covariance(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Napi::Float64Array R = float64Arg(info[0], "R");
+    const int p = static_cast<int>(integerArg(info[1], "p", 1, nlfit::kMaxParams));
+    if (R.ElementLength() != static_cast<size_t>(p + 1) * (p + 1)) throwRange(env, "factor size does not match p");
+    std::vector<double> cov(static_cast<size_t>(p) * p);
+    const int rank = nlfit::covarianceFromFactor(R.Data(), p, cov.data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cov", copyOut(env, cov.data(), cov.size()));
+    o.Set("rank", rank);
+    return o;
+  }
+};
+
+}  // namespace
+
+NODE_API_ADDON(NlfitAddon)

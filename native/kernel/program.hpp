@@ -1,0 +1,115 @@
+// A verified model program and the per-thread evaluator that runs it over
+// blocks of kBlockSize points with exact forward-mode derivatives.
+//
+// Contract
+//   Program::verify(...) checks a bytecode program (bytecode.hpp) and builds an
+//   execution plan. It throws ProgramError for any program that could make
+//   evaluation read or write out of bounds or read an undefined value. A
+//   verified Program is immutable and may be shared by threads.
+//
+//   BlockEvaluator holds the scratch for one thread (aligned, reused between
+//   blocks and between calls). It is not thread-safe; use one per thread.
+//
+//   setParams(theta)            once per pass: evaluates the parameter-only
+//                               (scalar) part of the program and its tangents.
+//   evalBlock(cols, first, rows, A)
+//                               fills A, kBlockSize x (nParams + 1), column
+//                               major, aligned to kAlign:
+//                                 A[j*kBlockSize + i] = w_i * d f(x_i) / d theta_j
+//                                 A[p*kBlockSize + i] = w_i * (f(x_i) - y_i)
+//                               for i < rows, with w_i = 1/sigma_i (1 without a
+//                               sigma column); rows i >= rows are exactly 0.
+//                               Columns of parameters the model does not depend
+//                               on are exactly 0. Non-finite values are written
+//                               as they are (the caller detects them).
+//   evalValues(cols, first, rows, out)
+//                               f(x_i) for i < rows (no derivatives).
+//
+// Determinism: the bits written for a block depend only on the program, the
+// parameters and the block's rows; never on the addresses of the caller's
+// columns (they are copied into aligned scratch first) or on other blocks.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bytecode.hpp"
+#include "layout.hpp"
+
+namespace nlfit {
+
+class ProgramError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Views of the data a pass reads. vars[v] points at column v's element 0
+// (global point index 0); y likewise; sigma may be null.
+struct Columns {
+  const double* const* vars = nullptr;
+  int nVars = 0;
+  const double* y = nullptr;
+  const double* sigma = nullptr;
+};
+
+struct PlanStep;  // defined in program.cpp
+
+class Program {
+ public:
+  static std::shared_ptr<const Program> verify(const int32_t* code, int64_t nCode,
+                                               const double* consts, int64_t nConsts);
+  int nParams() const { return nParams_; }
+  int nVars() const { return nVars_; }
+  int nInstr() const { return static_cast<int>(ops_.size()); }
+  // Bitmask of the parameters the model value depends on.
+  uint64_t outputMask() const { return outputMask_; }
+  ~Program();
+
+ private:
+  Program() = default;
+  friend class BlockEvaluator;
+  int nParams_ = 0, nVars_ = 0;
+  std::vector<int32_t> ops_, argA_, argB_;
+  std::vector<uint64_t> masks_;   // parameter dependency per instruction
+  std::vector<uint8_t> varying_;  // 1 if the value depends on a data column
+  uint64_t outputMask_ = 0;
+
+  // Execution plan built by verify(); PlanStep is defined in program.cpp.
+  std::vector<PlanStep> scalarSteps_;  // live parameter-only instructions, in order
+  std::vector<PlanStep> vectorSteps_;  // live per-point instructions, in order
+  std::vector<int32_t> stagedVars_;    // data columns read, in staging order
+  int64_t scalarTangentCount_ = 0;     // compact tangent slots of all scalar steps
+  int64_t arenaDoubles_ = 0;           // staged columns, y, weights, temps, registers
+  // Where the model value lives: an arena offset when it varies per point,
+  // else -1 and the value is scalar instruction outputInstr_.
+  int32_t outputInstr_ = 0;
+  int64_t outputOffset_ = -1;
+  int64_t outputTangentBase_ = 0;  // scalar output only
+};
+
+class BlockEvaluator {
+ public:
+  explicit BlockEvaluator(std::shared_ptr<const Program> program);
+  ~BlockEvaluator();
+  BlockEvaluator(const BlockEvaluator&) = delete;
+  BlockEvaluator& operator=(const BlockEvaluator&) = delete;
+
+  const Program& program() const { return *program_; }
+  void setParams(const double* theta);
+  void evalBlock(const Columns& cols, int64_t first, int rows, double* A);
+  void evalValues(const Columns& cols, int64_t first, int rows, double* out);
+
+ private:
+  struct Scratch;
+  void checkBlockArgs(const Columns& cols, int64_t first, int rows, bool needY) const;
+  void stageRows(const Columns& cols, int64_t first, int rows, bool withResidual);
+  void runVectorSteps(bool withTangents);
+  void computeValue(const PlanStep& step);
+  void computeTangents(const PlanStep& step);
+  std::shared_ptr<const Program> program_;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace nlfit

@@ -1,0 +1,63 @@
+/**
+ * Every error nlfit raises is built here, so each failure has one wording.
+ * Option errors name the field, what was expected and what was received:
+ *   "Expected positive integer for maxFev but received 1.5 of type number"
+ */
+
+/** Describes a received value for an error message, briefly. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') {
+    const text = value.length > 40 ? `${value.slice(0, 37)}...` : value;
+    return `${JSON.stringify(text)} of type string`;
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `${String(value)} of type ${typeof value}`;
+  }
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) {
+    const length = (value as unknown as { length?: number }).length;
+    return `a ${value.constructor.name}${length === undefined ? '' : ` of length ${length}`}`;
+  }
+  if (typeof value === 'function') return 'a function';
+  return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
+}
+
+/** A value of the wrong type: `Expected <expected> for <field> but received <value>`. */
+export function invalidType(field: string, expected: string, value: unknown): TypeError {
+  return new TypeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`);
+}
+
+/** A value of the right type outside its allowed range. */
+export function invalidRange(field: string, expected: string, value: unknown): RangeError {
+  return new RangeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`);
+}
+
+/** An input that is well typed but unusable, with a free-form explanation naming the field. */
+export function invalidInput(field: string, explanation: string): RangeError {
+  return new RangeError(`Invalid ${field}: ${explanation}`);
+}
+
+/**
+ * An error in a model expression. `position` is the 0-based character offset
+ * in the source; the message shows the expression with a caret under it.
+ */
+export class ModelError extends SyntaxError {
+  readonly position: number;
+  readonly source: string;
+  constructor(message: string, source: string, position: number) {
+    super(`${message} at position ${position}\n  ${source}\n  ${' '.repeat(Math.max(0, position))}^`);
+    this.name = 'ModelError';
+    this.position = position;
+    this.source = source;
+  }
+}
+
+/** Raised when the native addon cannot be loaded (not built, wrong platform). */
+export function addonMissing(cause: unknown): Error {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new Error(
+    `nlfit: the native addon is not built (${detail}). Run "npm run build:native" (node-gyp) or "npm run build:cmake" (cmake-js).`,
+  );
+}

@@ -1,0 +1,67 @@
+/**
+ * An Engine owns a Piscina pool of kernel workers. One default engine, sized
+ * to the machine, serves every fit() call; create your own for control:
+ *
+ *   const engine = new Engine({ threads: 4 });
+ *   const r = await engine.fit({ model, data, p0 });
+ *   await engine.close();
+ *
+ * Workers start on the first fit that needs them (or on warmup()). Idle
+ * workers do not keep the process alive, so a script may exit without close().
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { invalidRange, invalidType } from '../errors.js';
+
+export interface EngineOptions {
+  /** Worker threads in the pool (default: the available parallelism). */
+  threads?: number;
+}
+
+const kIdleTimeoutMs = 60_000;
+const kMaxThreads = 1024;
+
+export class EnginePool {
+  readonly threads: number;
+  private pool: Piscina | undefined;
+  private closed = false;
+
+  constructor(options: EngineOptions = {}) {
+    if (options === null || typeof options !== 'object') throw invalidType('engine options', 'object', options);
+    for (const key of Object.keys(options)) {
+      if (key !== 'threads') throw new TypeError(`Unknown engine option '${key}' (known: threads)`);
+    }
+    const threads = options.threads ?? availableParallelism();
+    if (typeof threads !== 'number') throw invalidType('threads', 'positive integer', threads);
+    if (!Number.isInteger(threads) || threads < 1 || threads > kMaxThreads) {
+      throw invalidRange('threads', `integer from 1 to ${kMaxThreads}`, threads);
+    }
+    this.threads = threads;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The worker pool, created on first use. */
+  workers(): Piscina {
+    if (this.closed) throw new Error('nlfit: this engine has been closed');
+    if (!this.pool) {
+      this.pool = new Piscina({
+        filename: new URL('./worker.js', import.meta.url).href,
+        minThreads: this.threads,
+        maxThreads: this.threads,
+        idleTimeout: kIdleTimeoutMs,
+        concurrentTasksPerWorker: 1,
+      });
+    }
+    return this.pool;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool) await pool.close({ force: true });
+  }
+}

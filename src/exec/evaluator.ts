@@ -1,0 +1,46 @@
+/**
+ * The Evaluator contract: the optimizer asks for the reduced factor of
+ * [J | r] at some parameters and never learns where the data lives or who
+ * computes it (Ceres' Evaluator split).
+ *
+ * evaluate(params) resolves to the (p+1)^2 row-major upper-triangular factor
+ * of the whole data set's rows, identical to the last bit whichever evaluator
+ * computed it (the blocks and the reduction tree are fixed: tsqr.hpp).
+ */
+import type { NativeKernel } from '../native.js';
+
+export interface PassStats {
+  /** Passes over the data. */
+  passes: number;
+  /** Wall time spent in passes (ms). */
+  evaluateMs: number;
+  /** Of which, time the kernel ran, summed over threads (ms). */
+  kernelMs: number;
+}
+
+export interface Evaluator {
+  readonly kind: 'inline' | 'pooled';
+  readonly stats: PassStats;
+  evaluate(params: Float64Array): Promise<Float64Array>;
+}
+
+/** The columns a pass reads, all float64 over the same number of points. */
+export interface PassColumns {
+  vars: Float64Array[];
+  y: Float64Array;
+  sigma: Float64Array | null;
+  nPoints: number;
+}
+
+/** The compiled model as the kernel takes it. */
+export interface ProgramCode {
+  code: Int32Array;
+  consts: Float64Array;
+}
+
+/** Evaluates the model values for points [start, start+count) with a kernel; used by predict. */
+export function predictWith(kernel: NativeKernel, params: Float64Array, vars: Float64Array[], start: number, count: number): Float64Array {
+  const out = new Float64Array(count);
+  kernel.predict(params, vars, start, count, out);
+  return out;
+}

@@ -1,0 +1,72 @@
+/**
+ * The pooled evaluator: a pass splits the blocks into ranges, runs them on the
+ * engine's Piscina pool with at most `threads` in flight, and completes the
+ * reduction tree on the calling thread. The data stays in SharedArrayBuffers:
+ * a task carries views, never copies.
+ */
+import type { Piscina } from 'piscina';
+import { loadAddon } from '../native.js';
+import type { Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
+import { blockCount } from './layout.js';
+import type { PassPart, PassTask } from './worker.js';
+
+export interface PooledOptions {
+  /** Ranges in flight at once. */
+  threads: number;
+  /** Blocks per task. */
+  chunkBlocks: number;
+}
+
+let fitCounter = 0;
+
+export class PooledEvaluator implements Evaluator {
+  readonly kind = 'pooled' as const;
+  readonly stats: PassStats = { passes: 0, evaluateMs: 0, kernelMs: 0 };
+  private readonly key = `${process.pid}:${++fitCounter}:${Date.now()}`;
+  private readonly ranges: Array<[number, number]> = [];
+
+  constructor(
+    private readonly pool: Piscina,
+    private readonly program: ProgramCode,
+    private readonly columns: PassColumns,
+    private readonly options: PooledOptions,
+  ) {
+    const nBlocks = blockCount(columns.nPoints);
+    for (let start = 0; start < nBlocks; start += options.chunkBlocks) {
+      this.ranges.push([start, Math.min(nBlocks, start + options.chunkBlocks)]);
+    }
+  }
+
+  async evaluate(params: Float64Array): Promise<Float64Array> {
+    const started = performance.now();
+    const parts: Float64Array[] = new Array(this.ranges.length);
+    let next = 0;
+    const runner = async (): Promise<void> => {
+      while (next < this.ranges.length) {
+        const index = next++;
+        const [blockStart, blockEnd] = this.ranges[index]!;
+        const task: PassTask = {
+          key: this.key,
+          code: this.program.code,
+          consts: this.program.consts,
+          params,
+          vars: this.columns.vars,
+          y: this.columns.y,
+          sigma: this.columns.sigma,
+          nPoints: this.columns.nPoints,
+          blockStart,
+          blockEnd,
+        };
+        const part = (await this.pool.run(task)) as PassPart;
+        parts[index] = part.roots;
+        this.stats.kernelMs += part.kernelMs;
+      }
+    };
+    const runners = Math.min(this.options.threads, this.ranges.length);
+    await Promise.all(Array.from({ length: runners }, runner));
+    const factor = loadAddon().finishTree(parts, blockCount(this.columns.nPoints), params.length + 1);
+    this.stats.passes += 1;
+    this.stats.evaluateMs += performance.now() - started;
+    return factor;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Piscina worker entry: reduces one range of blocks with the native kernel,
+ * synchronously (a worker thread is already off the event loop). Kernels are
+ * cached per fit so a pass does not re-verify the program or reallocate
+ * scratch; the cache is small and evicts the oldest fit.
+ */
+import { loadAddon, type NativeKernel } from '../native.js';
+
+export interface PassTask {
+  /** Identifies the fit (its program and data); kernels are cached by it. */
+  key: string;
+  code: Int32Array;
+  consts: Float64Array;
+  params: Float64Array;
+  vars: Float64Array[];
+  y: Float64Array;
+  sigma: Float64Array | null;
+  nPoints: number;
+  blockStart: number;
+  blockEnd: number;
+}
+
+export interface PassPart {
+  roots: Float64Array;
+  kernelMs: number;
+}
+
+const kMaxCachedKernels = 8;
+const kernels = new Map<string, NativeKernel>();
+
+function kernelFor(task: PassTask): NativeKernel {
+  let kernel = kernels.get(task.key);
+  if (!kernel) {
+    kernel = new (loadAddon().Kernel)(task.code, task.consts);
+    kernels.set(task.key, kernel);
+    if (kernels.size > kMaxCachedKernels) {
+      const oldest = kernels.keys().next().value as string;
+      kernels.delete(oldest);
+    }
+  }
+  return kernel;
+}
+
+/** Loads the addon so the first real pass does not pay for it. */
+export interface WarmupTask {
+  warmup: true;
+}
+
+export default function reduceRange(task: PassTask | WarmupTask): PassPart | null {
+  if ('warmup' in task) {
+    loadAddon();
+    return null;
+  }
+  const started = performance.now();
+  const roots = kernelFor(task).evalRange(
+    task.params,
+    task.vars,
+    task.y,
+    task.sigma,
+    task.nPoints,
+    task.blockStart,
+    task.blockEnd,
+  );
+  return { roots, kernelMs: performance.now() - started };
+}

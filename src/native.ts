@@ -1,0 +1,96 @@
+/**
+ * Loads the compiled addon (build/Release/nlfit.node, built by node-gyp or
+ * cmake-js) and describes its surface. The addon is loaded on every thread
+ * that uses it, the main thread included, so it is never unloaded while a
+ * worker runs.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { addonMissing } from './errors.js';
+
+/** A verified model program with per-thread scratch (native/binding/addon.cpp). */
+export interface NativeKernel {
+  readonly nParams: number;
+  readonly nVars: number;
+  /** Reduces blocks [blockStart, blockEnd) to packed subtree roots. */
+  evalRange(
+    params: Float64Array,
+    vars: Float64Array[],
+    y: Float64Array,
+    sigma: Float64Array | null,
+    nPoints: number,
+    blockStart: number,
+    blockEnd: number,
+  ): Float64Array;
+  /** Model values for points [start, start + count) into out. */
+  predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;
+}
+
+export interface NativeSolverState {
+  running: boolean;
+  status: string;
+  success: boolean;
+  message: string;
+  x: Float64Array;
+  fnorm: number;
+  iterations: number;
+  nfev: number;
+  njev: number;
+  maxFev: number;
+  /** (p+1)^2 factor of [J | r] at x. */
+  factor: Float64Array;
+}
+
+/** The Levenberg-Marquardt state machine (native/kernel/lm.hpp). */
+export interface NativeSolver {
+  ask(): Float64Array | null;
+  tell(R: Float64Array): void;
+  abort(): void;
+  state(): NativeSolverState;
+}
+
+export interface SolverOptions {
+  ftol: number;
+  xtol: number;
+  gtol: number;
+  maxFev: number;
+  factor: number;
+}
+
+export interface NativeAddon {
+  Kernel: new (code: Int32Array, consts: Float64Array) => NativeKernel;
+  Solver: new (x0: Float64Array, options: SolverOptions) => NativeSolver;
+  finishTree(parts: Float64Array[], nBlocks: number, q: number): Float64Array;
+  covariance(R: Float64Array, p: number): { cov: Float64Array; rank: number };
+  blockSize: number;
+  layoutVersion: number;
+  bytecodeVersion: number;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Where the addon is looked for, in order (NLFIT_ADDON overrides). */
+export function addonCandidates(): string[] {
+  const fromEnv = process.env.NLFIT_ADDON;
+  const built = [join(packageRoot, 'build', 'Release', 'nlfit.node'), join(packageRoot, 'build', 'Debug', 'nlfit.node')];
+  return fromEnv ? [fromEnv] : built;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon for this thread, loaded on first use. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const candidates = addonCandidates();
+  const path = candidates.find((candidate) => existsSync(candidate));
+  if (!path) throw addonMissing(new Error(`not found at ${candidates.join(' or ')}`));
+  try {
+    cached = require(path) as NativeAddon;
+  } catch (error) {
+    throw addonMissing(error);
+  }
+  return cached;
+}

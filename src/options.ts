@@ -1,0 +1,306 @@
+/**
+ * The fit options: their types, defaults and the one function that validates
+ * them. Everything a fit needs is checked here, before any work starts, and
+ * turned into a NormalizedFit the rest of the library can trust.
+ */
+import { invalidInput, invalidRange, invalidType } from './errors.js';
+import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
+import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
+import { toFloat64Column, type ColumnInput } from './data/columns.js';
+
+/** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
+export type ModelSpec = string | { name: string; degree?: number };
+
+export type Strategy = 'auto' | 'standard' | 'chunked';
+
+export interface FitOptions {
+  /** Expression (`'a*exp(-b*x)+c'`) or catalog model (`'exponential'`, `{ name: 'polynomial', degree: 3 }`). */
+  model: ModelSpec;
+  /** Named columns of equal length: `y` is the response, `sigma` (optional) its standard deviations, every other column a variable. */
+  data: Record<string, ColumnInput>;
+  /** Starting values by name, or an array in parameter order. Optional for catalog models (guessed from the data; a partial object overrides the guess). */
+  p0?: Record<string, number> | ArrayLike<number>;
+  /** Covariance as given by sigma, not rescaled by the reduced chi-square (scipy's absolute_sigma). Default false. */
+  absoluteSigma?: boolean;
+  /** Relative reduction of the sum of squares at which to stop. Default 1.49012e-8 (scipy). */
+  ftol?: number;
+  /** Relative change of the parameters at which to stop. Default 1.49012e-8 (scipy). */
+  xtol?: number;
+  /** Orthogonality of residual and Jacobian at which to stop. Default 0 (scipy). */
+  gtol?: number;
+  /** Most passes over the data (each evaluates residuals and Jacobian). Default 100 * (nParams + 1). */
+  maxFev?: number;
+  /** Initial trust-region radius factor (MINPACK's factor). Default 100. */
+  stepFactor?: number;
+  /** Worker threads this fit may use at once (at most the engine's). Default: all of the engine's. */
+  threads?: number;
+  /** Points per pool task, rounded up to whole blocks of 512. Never changes the result. */
+  chunkSize?: number;
+  /** 'standard' (calling thread), 'chunked' (worker pool) or 'auto' (by size). Never changes the result. */
+  strategy?: Strategy;
+}
+
+const kKnownOptions = [
+  'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
+  'threads', 'chunkSize', 'strategy',
+] as const;
+
+export const kDefaultTolerance = 1e-12;
+/** Above this many points 'auto' uses the pool. */
+export const kInlineMaxPoints = 1 << 16;
+export const kReservedColumns = ['y', 'sigma'] as const;
+
+export interface NormalizedFit {
+  model: CompiledModel;
+  catalog: CatalogModel | null;
+  paramNames: string[];
+  p0: Float64Array;
+  /** Every data column converted to float64 (SharedArrayBuffer backed). */
+  vars: Float64Array[];
+  y: Float64Array;
+  sigma: Float64Array | null;
+  nPoints: number;
+  absoluteSigma: boolean;
+  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
+  threads: number;
+  chunkSize: number | null;
+  strategy: Strategy;
+}
+
+function suggest(name: string, known: readonly string[]): string {
+  let best = '';
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return bestDistance <= 2 ? ` (did you mean '${best}'?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+function tolerance(value: unknown, field: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw invalidType(field, 'finite number >= 0', value);
+  if (!Number.isFinite(value) || value < 0) throw invalidRange(field, 'finite number >= 0', value);
+  return value;
+}
+
+function positiveInteger(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number') throw invalidType(field, 'positive integer', value);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw invalidRange(field, max === Number.MAX_SAFE_INTEGER ? 'positive integer' : `integer from 1 to ${max}`, value);
+  }
+  return value;
+}
+
+function resolveModel(spec: unknown): { source: string; catalog: CatalogModel | null } {
+  if (typeof spec === 'string') {
+    if (spec.trim() === '') throw invalidInput('model', 'the expression is empty');
+    if (isCatalogName(spec)) {
+      const catalog = catalogModel(spec);
+      return { source: catalog.expression, catalog };
+    }
+    return { source: spec, catalog: null };
+  }
+  if (spec !== null && typeof spec === 'object' && typeof (spec as { name?: unknown }).name === 'string') {
+    const catalog = catalogModel(spec as { name: string; degree?: number });
+    return { source: catalog.expression, catalog };
+  }
+  throw invalidType('model', 'expression string or catalog model', spec);
+}
+
+function finiteNumber(value: unknown, field: string): number {
+  if (typeof value !== 'number') throw invalidType(field, 'finite number', value);
+  if (!Number.isFinite(value)) throw invalidRange(field, 'finite number', value);
+  return value;
+}
+
+/** Parameter names and starting values from the model and p0. */
+function resolveParams(
+  source: string,
+  catalog: CatalogModel | null,
+  p0: unknown,
+  columnNames: string[],
+  guess: () => number[],
+): { names: string[]; values: number[] } {
+  if (catalog) {
+    const names = catalog.params;
+    if (p0 === undefined) return { names, values: guess() };
+    if (isArrayLikeOfValues(p0)) {
+      if (p0.length !== names.length) {
+        throw invalidRange('p0', `${names.length} values (${names.join(', ')})`, p0);
+      }
+      return { names, values: Array.from({ length: names.length }, (_, i) => finiteNumber(p0[i], `p0[${i}]`)) };
+    }
+    if (typeof p0 === 'object' && p0 !== null) {
+      const given = p0 as Record<string, unknown>;
+      for (const key of Object.keys(given)) {
+        if (!names.includes(key)) {
+          throw invalidInput('p0', `'${key}' is not a parameter of the ${catalog.name} model (its parameters: ${names.join(', ')})`);
+        }
+      }
+      const missing = names.filter((name) => given[name] === undefined);
+      const guessed = missing.length > 0 ? guess() : [];
+      return {
+        names,
+        values: names.map((name, i) => (given[name] === undefined ? guessed[i]! : finiteNumber(given[name], `p0.${name}`))),
+      };
+    }
+    throw invalidType('p0', 'object of parameter values or array', p0);
+  }
+  if (p0 === undefined) {
+    throw invalidInput('p0', 'starting values are required for an expression model (only catalog models guess them)');
+  }
+  if (isArrayLikeOfValues(p0)) {
+    const names = freeIdentifiers(source).filter((name) => !columnNames.includes(name));
+    if (p0.length !== names.length) {
+      throw invalidRange(
+        'p0',
+        `${names.length} values, one per parameter in order of appearance (${names.join(', ')})`,
+        p0,
+      );
+    }
+    return { names, values: names.map((name, i) => finiteNumber(p0[i], `p0[${i}] (${name})`)) };
+  }
+  if (typeof p0 === 'object' && p0 !== null) {
+    const entries = Object.entries(p0 as Record<string, unknown>);
+    if (entries.length === 0) throw invalidInput('p0', 'no parameters given');
+    return { names: entries.map(([name]) => name), values: entries.map(([name, value]) => finiteNumber(value, `p0.${name}`)) };
+  }
+  throw invalidType('p0', 'object of parameter values or array', p0);
+}
+
+function isArrayLikeOfValues(value: unknown): value is ArrayLike<unknown> {
+  return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+}
+
+/**
+ * Validates fit options against an engine of `engineThreads` workers.
+ * Throws TypeError/RangeError (or ModelError for expressions) naming the field.
+ */
+export function normalizeFitOptions(input: unknown, engineThreads: number): NormalizedFit {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw invalidType('fit options', 'object', input);
+  }
+  const options = input as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (!(kKnownOptions as readonly string[]).includes(key)) {
+      throw new TypeError(`Unknown fit option '${key}'${suggest(key, kKnownOptions)}`);
+    }
+  }
+  if (options.model === undefined) throw invalidInput('model', 'a model is required');
+  const { source, catalog } = resolveModel(options.model);
+
+  const data = options.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data)) {
+    throw invalidType('data', 'object of named columns ({ x, y })', data);
+  }
+  const columnInputs = data as Record<string, unknown>;
+  if (columnInputs.y === undefined) throw invalidInput('data', "the response column 'y' is missing");
+  const columnNames = Object.keys(columnInputs).filter((name) => !(kReservedColumns as readonly string[]).includes(name));
+
+  // Convert (and check) every column once; lengths must agree.
+  const converted = new Map<string, Float64Array>();
+  let nPoints = -1;
+  for (const [name, column] of Object.entries(columnInputs)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw invalidInput(`data.${name}`, 'column names must be identifiers (letters, digits, _)');
+    }
+    const values = toFloat64Column(column, `data.${name}`);
+    if (nPoints === -1) nPoints = values.length;
+    else if (values.length !== nPoints) {
+      throw invalidInput('data', `columns differ in length: data.${name} has ${values.length} values, data.${Object.keys(columnInputs)[0]} has ${nPoints}`);
+    }
+    converted.set(name, values);
+  }
+  if (nPoints < 1) throw invalidInput('data', 'the columns are empty');
+  const y = converted.get('y')!;
+  const sigma = converted.get('sigma') ?? null;
+
+  const guess = (): number[] => {
+    const x = converted.get('x');
+    if (!x) throw invalidInput('data', `the ${catalog!.name} model needs a column 'x'`);
+    return catalog!.guess(x, y);
+  };
+  const { names: paramNames, values: p0Values } = resolveParams(source, catalog, options.p0, columnNames, guess);
+
+  const model = compileModel(source, { params: paramNames, columns: columnNames, reserved: kReservedColumns });
+  const unused = paramNames.filter((_, i) => !model.usesParam[i]);
+  if (unused.length > 0) {
+    throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
+  }
+  if (nPoints < paramNames.length) {
+    throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
+  }
+  const vars = model.variableNames.map((name) => converted.get(name)!);
+  checkFinite(y, 'data.y');
+  model.variableNames.forEach((name, v) => checkFinite(vars[v]!, `data.${name}`));
+  if (sigma) checkSigma(sigma);
+
+  const absoluteSigma = options.absoluteSigma ?? false;
+  if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
+  const p = paramNames.length;
+  const maxFev = options.maxFev === undefined ? 100 * (p + 1) : positiveInteger(options.maxFev, 'maxFev');
+  const factor = options.stepFactor === undefined ? 100 : tolerance(options.stepFactor, 'stepFactor', 100);
+  if (!(factor > 0)) throw invalidRange('stepFactor', 'number > 0', factor);
+  const threads = options.threads === undefined ? engineThreads : positiveInteger(options.threads, 'threads');
+  if (threads > engineThreads) {
+    throw invalidRange('threads', `at most the engine's ${engineThreads} threads (create new Engine({ threads: ${threads} }) for more)`, threads);
+  }
+  const chunkSize = options.chunkSize === undefined ? null : positiveInteger(options.chunkSize, 'chunkSize');
+  const strategy = options.strategy ?? 'auto';
+  if (strategy !== 'auto' && strategy !== 'standard' && strategy !== 'chunked') {
+    throw invalidRange('strategy', "'auto', 'standard' or 'chunked'", strategy);
+  }
+  return {
+    model,
+    catalog,
+    paramNames,
+    p0: Float64Array.from(p0Values),
+    vars,
+    y,
+    sigma,
+    nPoints,
+    absoluteSigma,
+    solver: {
+      ftol: tolerance(options.ftol, 'ftol', kDefaultTolerance),
+      xtol: tolerance(options.xtol, 'xtol', kDefaultTolerance),
+      gtol: tolerance(options.gtol, 'gtol', 0),
+      maxFev,
+      factor,
+    },
+    threads,
+    chunkSize,
+    strategy,
+  };
+}
+
+function checkFinite(values: Float64Array, field: string): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) throw invalidInput(field, `value ${v} at index ${i} is not finite`);
+  }
+}
+
+function checkSigma(sigma: Float64Array): void {
+  for (let i = 0; i < sigma.length; i++) {
+    const s = sigma[i]!;
+    if (!(s > 0) || s === Infinity) throw invalidInput('data.sigma', `value ${s} at index ${i} is not a finite number > 0`);
+  }
+}
