@@ -4,6 +4,7 @@
       "target_name": "nlfit",
       "sources": [
         "native/binding/addon.cpp",
+        "native/kernel/columns.cpp",
         "native/kernel/lm.cpp",
         "native/kernel/program.cpp",
         "native/kernel/tsqr.cpp"

@@ -16,7 +16,7 @@ import { loadAddon } from './native.js';
 import { kInlineMaxPoints, normalizeFitOptions, type FitOptions, type NormalizedFit } from './options.js';
 import { runSolver } from './solver/driver.js';
 import { FitResult } from './solver/result.js';
-import { fitStatistics, totalSumOfSquares } from './solver/statistics.js';
+import { fitStatistics } from './solver/statistics.js';
 
 /** Tasks per thread and pass when chunkSize is not given: enough to balance load, few enough to keep hops cheap. */
 const kTasksPerThread = 4;
@@ -96,7 +96,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     state.fnorm,
     job.paramNames.length,
     job.nPoints,
-    totalSumOfSquares(job.y, job.sigma),
+    addon.totalSumOfSquares(job.y, job.sigma),
     job.absoluteSigma,
   );
   const statisticsMs = performance.now() - statisticsStarted;

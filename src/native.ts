@@ -64,6 +64,12 @@ export interface NativeAddon {
   Solver: new (x0: Float64Array, options: SolverOptions) => NativeSolver;
   finishTree(parts: Float64Array[], nBlocks: number, q: number): Float64Array;
   covariance(R: Float64Array, p: number): { cov: Float64Array; rank: number };
+  /** Index of the first NaN or infinite value, or -1. */
+  firstNonFinite(values: Float64Array): number;
+  /** Index of the first sigma that is not a finite number > 0, or -1. */
+  firstInvalidSigma(sigma: Float64Array): number;
+  /** Weighted total sum of squares of y about its weighted mean (w = 1/sigma^2). */
+  totalSumOfSquares(y: Float64Array, sigma: Float64Array | null): number;
   blockSize: number;
   layoutVersion: number;
   bytecodeVersion: number;

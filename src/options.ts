@@ -7,6 +7,7 @@ import { invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { toFloat64Column, type ColumnInput } from './data/columns.js';
+import { loadAddon } from './native.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
 export type ModelSpec = string | { name: string; degree?: number };
@@ -292,15 +293,11 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
 }
 
 function checkFinite(values: Float64Array, field: string): void {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v - v !== 0) throw invalidInput(field, `value ${v} at index ${i} is not finite`);
-  }
+  const i = loadAddon().firstNonFinite(values);
+  if (i >= 0) throw invalidInput(field, `value ${values[i]} at index ${i} is not finite`);
 }
 
 function checkSigma(sigma: Float64Array): void {
-  for (let i = 0; i < sigma.length; i++) {
-    const s = sigma[i]!;
-    if (!(s > 0) || s === Infinity) throw invalidInput('data.sigma', `value ${s} at index ${i} is not a finite number > 0`);
-  }
+  const i = loadAddon().firstInvalidSigma(sigma);
+  if (i >= 0) throw invalidInput('data.sigma', `value ${sigma[i]} at index ${i} is not a finite number > 0`);
 }

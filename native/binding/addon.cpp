@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
+#include "../kernel/columns.hpp"
 #include "../kernel/layout.hpp"
 #include "../kernel/lm.hpp"
 #include "../kernel/program.hpp"
@@ -22,6 +24,21 @@
 namespace {
 
 using nlfit::kBlockSize;
+
+// Runs a binding body, turning any C++ exception into a JavaScript error:
+// node-addon-api only converts Napi::Error, anything else would terminate.
+template <typename Body>
+auto guarded(Napi::Env env, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(env, "nlfit: out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("nlfit: ") + e.what());
+  }
+}
 
 [[noreturn]] void throwType(Napi::Env env, const std::string& message) {
   throw Napi::TypeError::New(env, message);
@@ -118,8 +135,11 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
     } catch (const nlfit::ProgramError& e) {
       throwRange(env, std::string("Invalid model program: ") + e.what());
     }
-    evaluator_ = std::make_unique<nlfit::BlockEvaluator>(program_);
-    block_ = alignedDoubles(static_cast<size_t>(kBlockSize) * (program_->nParams() + 1));
+    guarded(env, [&]() {
+      evaluator_ = std::make_unique<nlfit::BlockEvaluator>(program_);
+      block_ = alignedDoubles(static_cast<size_t>(kBlockSize) * (program_->nParams() + 1));
+      if (!block_) throw std::bad_alloc();
+    });
   }
 
  private:
@@ -135,43 +155,47 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
   // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd)
   //   -> Float64Array of packed subtree roots (tsqr.hpp)
   Napi::Value EvalRange(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const int64_t nPoints = integerArg(info[4], "nPoints", 1, int64_t{1} << 52);
-    const int64_t nBlocks = nlfit::blockCount(nPoints);
-    const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
-    const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
-    const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], nPoints, true);
-    setParams(info[0]);
-    const int q = program_->nParams() + 1;
-    nlfit::RangeReducer reducer(q);
-    std::vector<double> R(static_cast<size_t>(q) * q);
-    for (int64_t b = blockStart; b < blockEnd; ++b) {
-      const int64_t first = b * kBlockSize;
-      const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
-      evaluator_->evalBlock(views.columns, first, rows, block_.get());
-      nlfit::blockFactor(block_.get(), q, R.data());
-      reducer.push(b, R.data());
-    }
-    const std::vector<double> packed = reducer.packedRoots();
-    Napi::Float64Array out = Napi::Float64Array::New(env, packed.size());
-    std::memcpy(out.Data(), packed.data(), packed.size() * sizeof(double));
-    return out;
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const int64_t nPoints = integerArg(info[4], "nPoints", 1, int64_t{1} << 52);
+      const int64_t nBlocks = nlfit::blockCount(nPoints);
+      const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
+      const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
+      const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], nPoints, true);
+      setParams(info[0]);
+      const int q = program_->nParams() + 1;
+      nlfit::RangeReducer reducer(q);
+      std::vector<double> R(static_cast<size_t>(q) * q);
+      for (int64_t b = blockStart; b < blockEnd; ++b) {
+        const int64_t first = b * kBlockSize;
+        const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
+        evaluator_->evalBlock(views.columns, first, rows, block_.get());
+        nlfit::blockFactor(block_.get(), q, R.data());
+        reducer.push(b, R.data());
+      }
+      const std::vector<double> packed = reducer.packedRoots();
+      Napi::Float64Array out = Napi::Float64Array::New(env, packed.size());
+      std::memcpy(out.Data(), packed.data(), packed.size() * sizeof(double));
+      return out;
+    });
   }
 
   // predict(params, vars, start, count, out): model values for points [start, start+count)
   Napi::Value Predict(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const int64_t start = integerArg(info[2], "start", 0, int64_t{1} << 52);
-    const int64_t count = integerArg(info[3], "count", 0, int64_t{1} << 52);
-    Napi::Float64Array out = float64Arg(info[4], "out");
-    if (static_cast<int64_t>(out.ElementLength()) < count) throwRange(env, "out shorter than count");
-    const ColumnViews views = columnViews(env, *program_, info[1], env.Null(), env.Null(), start + count, false);
-    setParams(info[0]);
-    for (int64_t done = 0; done < count; done += kBlockSize) {
-      const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, count - done));
-      evaluator_->evalValues(views.columns, start + done, rows, out.Data() + done);
-    }
-    return env.Undefined();
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const int64_t start = integerArg(info[2], "start", 0, int64_t{1} << 52);
+      const int64_t count = integerArg(info[3], "count", 0, int64_t{1} << 52);
+      Napi::Float64Array out = float64Arg(info[4], "out");
+      if (static_cast<int64_t>(out.ElementLength()) < count) throwRange(env, "out shorter than count");
+      const ColumnViews views = columnViews(env, *program_, info[1], env.Null(), env.Null(), start + count, false);
+      setParams(info[0]);
+      for (int64_t done = 0; done < count; done += kBlockSize) {
+        const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, count - done));
+        evaluator_->evalValues(views.columns, start + done, rows, out.Data() + done);
+      }
+      return env.Undefined();
+    });
   }
 
   Napi::Value NParams(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), program_->nParams()); }
@@ -231,23 +255,29 @@ class Solver : public Napi::ObjectWrap<Solver> {
       if (!std::isfinite(x0[j])) throwRange(env, "Expected finite starting parameters");
     }
     const nlfit::LMOptions options = lmOptions(env, info.Length() > 1 ? info[1] : env.Undefined());
-    lm_ = std::make_unique<nlfit::LevenbergMarquardt>(static_cast<int>(x0.ElementLength()), x0.Data(), options);
+    guarded(env, [&]() {
+      lm_ = std::make_unique<nlfit::LevenbergMarquardt>(static_cast<int>(x0.ElementLength()), x0.Data(), options);
+    });
   }
 
  private:
   // ask() -> Float64Array of the parameters to evaluate, or null when done
   Napi::Value Ask(const Napi::CallbackInfo& info) {
-    if (!lm_->running()) return info.Env().Null();
-    return copyOut(info.Env(), lm_->ask(), lm_->p());
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      if (!lm_->running()) return info.Env().Null();
+      return copyOut(info.Env(), lm_->ask(), lm_->p());
+    });
   }
 
   // tell(R: Float64Array of (p+1)^2)
   Napi::Value Tell(const Napi::CallbackInfo& info) {
-    const Napi::Float64Array R = float64Arg(info[0], "R");
-    const size_t q = static_cast<size_t>(lm_->p()) + 1;
-    if (R.ElementLength() != q * q) throwRange(info.Env(), "Expected a factor of " + std::to_string(q * q) + " values");
-    lm_->tell(R.Data());
-    return info.Env().Undefined();
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const Napi::Float64Array R = float64Arg(info[0], "R");
+      const size_t q = static_cast<size_t>(lm_->p()) + 1;
+      if (R.ElementLength() != q * q) throwRange(info.Env(), "Expected a factor of " + std::to_string(q * q) + " values");
+      lm_->tell(R.Data());
+      return info.Env().Undefined();
+    });
   }
 
   Napi::Value Abort(const Napi::CallbackInfo& info) {
@@ -256,21 +286,23 @@ class Solver : public Napi::ObjectWrap<Solver> {
   }
 
   Napi::Value State(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    const nlfit::LMStatus status = lm_->status();
-    o.Set("running", lm_->running());
-    o.Set("status", nlfit::lmStatusName(status));
-    o.Set("success", nlfit::lmSucceeded(status));
-    o.Set("message", nlfit::lmStatusMessage(status, lm_->options()));
-    o.Set("x", copyOut(env, lm_->x().data(), lm_->x().size()));
-    o.Set("fnorm", lm_->fnorm());
-    o.Set("iterations", static_cast<double>(lm_->iterations()));
-    o.Set("nfev", static_cast<double>(lm_->nfev()));
-    o.Set("njev", static_cast<double>(lm_->njev()));
-    o.Set("maxFev", static_cast<double>(lm_->options().maxFev));
-    o.Set("factor", copyOut(env, lm_->factor().data(), lm_->factor().size()));
-    return o;
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      Napi::Object o = Napi::Object::New(env);
+      const nlfit::LMStatus status = lm_->status();
+      o.Set("running", lm_->running());
+      o.Set("status", nlfit::lmStatusName(status));
+      o.Set("success", nlfit::lmSucceeded(status));
+      o.Set("message", nlfit::lmStatusMessage(status, lm_->options()));
+      o.Set("x", copyOut(env, lm_->x().data(), lm_->x().size()));
+      o.Set("fnorm", lm_->fnorm());
+      o.Set("iterations", static_cast<double>(lm_->iterations()));
+      o.Set("nfev", static_cast<double>(lm_->nfev()));
+      o.Set("njev", static_cast<double>(lm_->njev()));
+      o.Set("maxFev", static_cast<double>(lm_->options().maxFev));
+      o.Set("factor", copyOut(env, lm_->factor().data(), lm_->factor().size()));
+      return o;
+    });
   }
 
   std::unique_ptr<nlfit::LevenbergMarquardt> lm_;
@@ -283,45 +315,80 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceValue("Solver", Solver::Define(env), napi_enumerable),
                           InstanceMethod<&NlfitAddon::FinishTree>("finishTree", napi_enumerable),
                           InstanceMethod<&NlfitAddon::Covariance>("covariance", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::FirstInvalidSigma>("firstInvalidSigma", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::TotalSumOfSquares>("totalSumOfSquares", napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
                           InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
   }
 
  private:
+  // firstNonFinite(values: Float64Array) -> index or -1
+  Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+    const Napi::Float64Array values = float64Arg(info[0], "values");
+    return Napi::Number::New(info.Env(), static_cast<double>(nlfit::firstNonFinite(
+                                             values.Data(), static_cast<int64_t>(values.ElementLength()))));
+  }
+
+  // firstInvalidSigma(sigma: Float64Array) -> index of the first value not finite and > 0, or -1
+  Napi::Value FirstInvalidSigma(const Napi::CallbackInfo& info) {
+    const Napi::Float64Array sigma = float64Arg(info[0], "sigma");
+    return Napi::Number::New(info.Env(), static_cast<double>(nlfit::firstInvalidSigma(
+                                             sigma.Data(), static_cast<int64_t>(sigma.ElementLength()))));
+  }
+
+  // totalSumOfSquares(y: Float64Array, sigma: Float64Array | null) -> weighted TSS about the weighted mean
+  Napi::Value TotalSumOfSquares(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Napi::Float64Array y = float64Arg(info[0], "y");
+    const double* sigma = nullptr;
+    if (!info[1].IsNull() && !info[1].IsUndefined()) {
+      const Napi::Float64Array s = float64Arg(info[1], "sigma");
+      if (s.ElementLength() != y.ElementLength()) throwRange(env, "sigma and y differ in length");
+      sigma = s.Data();
+    }
+    return Napi::Number::New(
+        env, nlfit::weightedTotalSumOfSquares(y.Data(), sigma, static_cast<int64_t>(y.ElementLength())));
+  }
+
   // finishTree(parts: Float64Array[], nBlocks, q) -> Float64Array (q*q)
   Napi::Value FinishTree(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsArray()) throwType(env, "Expected an array of Float64Array for parts");
-    const Napi::Array parts = info[0].As<Napi::Array>();
-    const int64_t nBlocks = integerArg(info[1], "nBlocks", 1, int64_t{1} << 52);
-    const int q = static_cast<int>(integerArg(info[2], "q", 2, nlfit::kMaxParams + 1));
-    std::vector<std::pair<const double*, int64_t>> packed;
-    for (uint32_t i = 0; i < parts.Length(); ++i) {
-      const Napi::Float64Array part = float64Arg(parts.Get(i), "a reduced part");
-      packed.emplace_back(part.Data(), static_cast<int64_t>(part.ElementLength()));
-    }
-    std::vector<double> R(static_cast<size_t>(q) * q);
-    try {
-      nlfit::finishTree(packed, nBlocks, q, R.data());
-    } catch (const nlfit::ReductionError& e) {
-      throwRange(env, std::string("Invalid reduction: ") + e.what());
-    }
-    return copyOut(env, R.data(), R.size());
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      if (!info[0].IsArray()) throwType(env, "Expected an array of Float64Array for parts");
+      const Napi::Array parts = info[0].As<Napi::Array>();
+      const int64_t nBlocks = integerArg(info[1], "nBlocks", 1, int64_t{1} << 52);
+      const int q = static_cast<int>(integerArg(info[2], "q", 2, nlfit::kMaxParams + 1));
+      std::vector<std::pair<const double*, int64_t>> packed;
+      for (uint32_t i = 0; i < parts.Length(); ++i) {
+        const Napi::Float64Array part = float64Arg(parts.Get(i), "a reduced part");
+        packed.emplace_back(part.Data(), static_cast<int64_t>(part.ElementLength()));
+      }
+      std::vector<double> R(static_cast<size_t>(q) * q);
+      try {
+        nlfit::finishTree(packed, nBlocks, q, R.data());
+      } catch (const nlfit::ReductionError& e) {
+        throwRange(env, std::string("Invalid reduction: ") + e.what());
+      }
+      return copyOut(env, R.data(), R.size());
+    });
   }
 
   // covariance(R: Float64Array ((p+1)^2), p) -> { cov: Float64Array (p*p), rank }
   Napi::Value Covariance(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const Napi::Float64Array R = float64Arg(info[0], "R");
-    const int p = static_cast<int>(integerArg(info[1], "p", 1, nlfit::kMaxParams));
-    if (R.ElementLength() != static_cast<size_t>(p + 1) * (p + 1)) throwRange(env, "factor size does not match p");
-    std::vector<double> cov(static_cast<size_t>(p) * p);
-    const int rank = nlfit::covarianceFromFactor(R.Data(), p, cov.data());
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("cov", copyOut(env, cov.data(), cov.size()));
-    o.Set("rank", rank);
-    return o;
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const Napi::Float64Array R = float64Arg(info[0], "R");
+      const int p = static_cast<int>(integerArg(info[1], "p", 1, nlfit::kMaxParams));
+      if (R.ElementLength() != static_cast<size_t>(p + 1) * (p + 1)) throwRange(env, "factor size does not match p");
+      std::vector<double> cov(static_cast<size_t>(p) * p);
+      const int rank = nlfit::covarianceFromFactor(R.Data(), p, cov.data());
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("cov", copyOut(env, cov.data(), cov.size()));
+      o.Set("rank", rank);
+      return o;
+    });
   }
 };
 

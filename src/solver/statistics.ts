@@ -23,25 +23,6 @@ export interface FitStatistics {
   correlation: number[][];
 }
 
-/** Weighted total sum of squares of y about its weighted mean. */
-export function totalSumOfSquares(y: Float64Array, sigma: Float64Array | null): number {
-  let sumW = 0;
-  let sumWy = 0;
-  for (let i = 0; i < y.length; i++) {
-    const w = sigma ? 1 / (sigma[i]! * sigma[i]!) : 1;
-    sumW += w;
-    sumWy += w * y[i]!;
-  }
-  const mean = sumWy / sumW;
-  let tss = 0;
-  for (let i = 0; i < y.length; i++) {
-    const w = sigma ? 1 / (sigma[i]! * sigma[i]!) : 1;
-    const d = y[i]! - mean;
-    tss += w * d * d;
-  }
-  return tss;
-}
-
 export function fitStatistics(
   factor: Float64Array,
   fnorm: number,
