@@ -9,7 +9,7 @@
 // architecture (a shared cluster image, a prebuilt package).
 'use strict';
 const portable = /^(1|true|yes)$/i.test(process.env.NLFIT_PORTABLE || '');
-const flags = ['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp-simd', '-fexceptions'];
+const flags = ['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp-simd', '-fexceptions', '-pthread', '-fno-omit-frame-pointer'];
 if (!portable && (process.arch === 'x64' || process.arch === 'arm64')) flags.push('-march=native');
 const what = process.argv[2] || 'cflags';
 if (what === 'cflags') process.stdout.write(flags.join(' '));
