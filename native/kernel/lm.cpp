@@ -430,8 +430,9 @@ void LevenbergMarquardt::tell(const double* R) {
     xnorm_ = norm(dx);
     fnorm_ = fnorm1;
     ++iterations_;
+    // As in lmder, the first-step bound on delta holds until a step succeeds.
+    firstStep_ = false;
   }
-  firstStep_ = false;
 
   const bool ftolMet = std::fabs(actred) <= options_.ftol && prered_ <= options_.ftol && 0.5 * ratio <= 1.0;
   const bool xtolMet = delta_ <= options_.xtol * xnorm_;

@@ -1,10 +1,12 @@
 // Householder QR of row blocks and the fixed-tree merge of their factors.
 // See tsqr.hpp for the mathematics and the reproducibility argument.
 //
-// Reflector convention: for a column x with norm s, beta = -sign(x0) s, the
-// Householder vector is v = x - beta e1 and H = I - v v^T / (s (s + |x0|)),
-// since v^T v = 2 s (s + |x0|). Choosing the sign of beta opposite to x0
-// avoids cancellation in v0 = x0 - beta.
+// Reflector convention: for a column x with norm s, beta = -sign(x0) s and
+// v = x - beta e1 (the sign of beta opposite to x0 avoids cancellation in
+// v0 = x0 - beta). With u = v / v0 (u0 = 1), H = I - tau u u^T where
+// tau = v0^2 / (s (s + |x0|)) = 1 + |x0| / s lies in [1, 2]. Normalising by
+// v0 keeps every product at the scale of one column entry, so columns near
+// the overflow or underflow thresholds (1e+-200) factor without NaN.
 #include "tsqr.hpp"
 
 #include <cmath>
@@ -21,6 +23,8 @@ namespace {
 // underflow; those columns are recomputed with scaling.
 constexpr double kSumSqLow = 1e-280;
 constexpr double kSumSqHigh = 1e280;
+// Below this a reciprocal may overflow (1 / DBL_MIN is still finite).
+constexpr double kMinSafeReciprocal = std::numeric_limits<double>::min();
 
 }  // namespace
 
@@ -28,13 +32,13 @@ double stableNorm(const double* x, int64_t n, int64_t stride) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += x[i * stride] * x[i * stride];
   if (sum >= kSumSqLow && sum <= kSumSqHigh) return std::sqrt(sum);
-  if (sum == 0.0) return 0.0;
+  if (std::isnan(sum)) return sum;
   double scale = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double a = std::fabs(x[i * stride]);
     if (!(a <= scale)) scale = a;  // also picks up NaN
   }
-  if (!std::isfinite(scale)) return scale;
+  if (scale == 0.0 || !std::isfinite(scale)) return scale;
   double scaled = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double t = x[i * stride] / scale;
@@ -53,7 +57,6 @@ inline double columnNorm(const double* col, int k) {
 #pragma omp simd reduction(+ : sum)
   for (int i = k; i < kBlockSize; ++i) sum += c[i] * c[i];
   if (sum >= kSumSqLow && sum <= kSumSqHigh) return std::sqrt(sum);
-  if (sum == 0.0) return 0.0;
   return stableNorm(c + k, kBlockSize - k);
 }
 
@@ -70,16 +73,37 @@ void blockFactor(double* A, int q, double* R) {
       continue;
     }
     const double beta = x0 >= 0.0 ? -s : s;
-    v[k] = x0 - beta;
-    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    const double v0 = x0 - beta;
+    const double tau = 1.0 + std::fabs(x0) / s;
+    // u = v / v0 is formed lazily, fused into the first dot product (the last
+    // column has no reflector to apply, so it is never scaled). |v0| >= s > 0;
+    // multiplying by the reciprocal is several times cheaper than dividing,
+    // and only a subnormal v0, whose reciprocal overflows, divides.
+    bool normalised = false;
+    if (k + 1 < q && std::fabs(v0) < kMinSafeReciprocal) {
+      for (int i = k + 1; i < kBlockSize; ++i) v[i] /= v0;
+      normalised = true;
+    }
+    const double inv = 1.0 / v0;
     for (int j = k + 1; j < q; ++j) {
       double* c = static_cast<double*>(__builtin_assume_aligned(A + static_cast<int64_t>(j) * kBlockSize, kAlign));
-      double dot = 0.0;
+      double dot = c[k];
+      if (!normalised) {
 #pragma omp simd reduction(+ : dot)
-      for (int i = k; i < kBlockSize; ++i) dot += v[i] * c[i];
-      const double f = dot * scale;
+        for (int i = k + 1; i < kBlockSize; ++i) {
+          const double u = v[i] * inv;
+          v[i] = u;
+          dot += u * c[i];
+        }
+        normalised = true;
+      } else {
+#pragma omp simd reduction(+ : dot)
+        for (int i = k + 1; i < kBlockSize; ++i) dot += v[i] * c[i];
+      }
+      const double f = dot * tau;
+      c[k] -= f;
 #pragma omp simd
-      for (int i = k; i < kBlockSize; ++i) c[i] -= f * v[i];
+      for (int i = k + 1; i < kBlockSize; ++i) c[i] -= f * v[i];
       R[k * q + j] = c[k];
     }
     R[k * q + k] = beta;
@@ -94,12 +118,13 @@ void mergeFactors(double* R1, double* R2, int q) {
     if (s == 0.0) continue;
     const double beta = x0 >= 0.0 ? -s : s;
     const double v0 = x0 - beta;
-    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    for (int i = 0; i <= k; ++i) R2[i * q + k] /= v0;
+    const double tau = 1.0 + std::fabs(x0) / s;
     for (int j = k + 1; j < q; ++j) {
-      double dot = v0 * R1[k * q + j];
+      double dot = R1[k * q + j];
       for (int i = 0; i <= k; ++i) dot += R2[i * q + k] * R2[i * q + j];
-      const double f = dot * scale;
-      R1[k * q + j] -= f * v0;
+      const double f = dot * tau;
+      R1[k * q + j] -= f;
       for (int i = 0; i <= k; ++i) R2[i * q + j] -= f * R2[i * q + k];
     }
     R1[k * q + k] = beta;
@@ -192,10 +217,13 @@ void finishTree(const std::vector<std::pair<const double*, int64_t>>& packed, in
       }
       const int32_t level = static_cast<int32_t>(levelValue);
       const int64_t index = static_cast<int64_t>(indexValue);
-      const int64_t first = index << level;
-      if (first >= nBlocks) throw ReductionError("packed factor node lies past the last block");
-      const int64_t last = std::min((index + 1) << level, nBlocks);
-      covered += last - first;
+      // Range holders only hand up complete subtrees, so a node must lie
+      // wholly inside [0, nBlocks) (checked before shifting: no overflow).
+      if (index + 1 > (nBlocks >> level)) {
+        throw ReductionError("packed factor node at level " + std::to_string(level) + ", index " +
+                             std::to_string(index) + " extends past the last block");
+      }
+      covered += int64_t{1} << level;
       if (!finisher.supplied.emplace(std::make_pair(level, index), values + off + 2).second) {
         throw ReductionError("a block range was reduced twice");
       }

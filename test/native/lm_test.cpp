@@ -1,0 +1,700 @@
+// Unit tests of the Levenberg-Marquardt state machine (native/kernel/lm.hpp)
+// driven the way the engine drives it: at every ask() the residual rows
+// [J | f - y] of a model are reduced to a factor with blockFactor,
+// RangeReducer and finishTree, and told back.
+//
+// A standalone program: prints one line per failed check and, last,
+// "N passed, M failed"; exits non-zero when a check failed. Built and run by
+// test/native.test.ts with sanitizers.
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "layout.hpp"
+#include "lm.hpp"
+#include "tsqr.hpp"
+
+using namespace nlfit;
+
+namespace {
+
+int gPassed = 0;
+int gFailed = 0;
+
+std::string format(const char* fmt, ...) {
+  char buffer[512];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buffer, sizeof buffer, fmt, args);
+  va_end(args);
+  return buffer;
+}
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++gPassed;
+    return;
+  }
+  ++gFailed;
+  std::printf("FAIL %s\n", what.c_str());
+  std::fflush(stdout);
+}
+
+// splitmix64: small, fast and the same sequence on every platform.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform on [-1, 1).
+  double symmetric() { return static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0; }
+
+ private:
+  uint64_t state_;
+};
+
+// Log relative error as the NIST StRD scores it, capped at 11 digits.
+double lre(double estimate, double certified) {
+  const double rel = std::fabs(estimate - certified) / std::fabs(certified);
+  if (rel == 0.0) return 11.0;
+  if (std::isnan(rel)) return 0.0;
+  return std::min(11.0, -std::log10(rel));
+}
+
+// A kBlockSize x q column-major block aligned as blockFactor requires.
+class Block {
+ public:
+  explicit Block(int q) : q_(q) {
+    const size_t bytes = sizeof(double) * kBlockSize * static_cast<size_t>(q);
+    data_ = static_cast<double*>(std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign));
+  }
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+  ~Block() { std::free(data_); }
+
+  void clear() { std::memset(data_, 0, sizeof(double) * kBlockSize * static_cast<size_t>(q_)); }
+  double& at(int row, int col) { return data_[static_cast<size_t>(col) * kBlockSize + row]; }
+  double* data() { return data_; }
+
+ private:
+  int q_;
+  double* data_;
+};
+
+// Reduces rows [J_i | r_i], i < m, to the factor the engine would compute.
+std::vector<double> reduceRows(int64_t m, int p, const std::function<void(int64_t i, double* row)>& rowAt) {
+  const int q = p + 1;
+  const int64_t nBlocks = blockCount(m);
+  Block block(q);
+  RangeReducer reducer(q);
+  std::vector<double> row(q), blockR(static_cast<size_t>(q) * q);
+  for (int64_t b = 0; b < nBlocks; ++b) {
+    block.clear();
+    const int64_t first = b * kBlockSize;
+    const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, m - first));
+    for (int i = 0; i < rows; ++i) {
+      rowAt(first + i, row.data());
+      for (int j = 0; j < q; ++j) block.at(i, j) = row[j];
+    }
+    blockFactor(block.data(), q, blockR.data());
+    reducer.push(b, blockR.data());
+  }
+  const std::vector<double> roots = reducer.packedRoots();
+  std::vector<double> r(static_cast<size_t>(q) * q);
+  finishTree({{roots.data(), static_cast<int64_t>(roots.size())}}, nBlocks, q, r.data());
+  return r;
+}
+
+struct Model {
+  int p;
+  std::function<double(const double* theta, double x)> value;
+  std::function<void(const double* theta, double x, double* gradient)> gradient;
+};
+
+struct Data {
+  std::vector<double> x, y;
+};
+
+// The factor of [J | f - y] of the model over the data at theta.
+std::vector<double> factorAt(const Model& model, const Data& data, const double* theta) {
+  const int p = model.p;
+  return reduceRows(static_cast<int64_t>(data.x.size()), p, [&](int64_t i, double* row) {
+    const double x = data.x[static_cast<size_t>(i)];
+    model.gradient(theta, x, row);
+    row[p] = model.value(theta, x) - data.y[static_cast<size_t>(i)];
+  });
+}
+
+struct Fit {
+  LMStatus status = LMStatus::Running;
+  std::vector<double> x;
+  std::vector<double> factor;
+  double rss = 0.0;
+  int64_t nfev = 0, njev = 0, iterations = 0;
+  int64_t nonFiniteTrials = 0;  // non-finite factors told after the start
+  bool stopped = false;         // false if the machine kept asking past the loop guard
+};
+
+bool allFinite(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [](double a) { return std::isfinite(a); });
+}
+
+Fit runFit(const Model& model, const Data& data, const std::vector<double>& start, const LMOptions& options = {},
+           const std::function<void(const LevenbergMarquardt&, const std::vector<double>&)>& beforeTell = {}) {
+  LevenbergMarquardt lm(model.p, start.data(), options);
+  Fit fit;
+  bool first = true;
+  for (int loop = 0; loop < 100000 && lm.running(); ++loop) {
+    const std::vector<double> r = factorAt(model, data, lm.ask());
+    if (!first && !allFinite(r)) ++fit.nonFiniteTrials;
+    first = false;
+    if (beforeTell) beforeTell(lm, r);
+    lm.tell(r.data());
+  }
+  fit.stopped = !lm.running();
+  fit.status = lm.status();
+  fit.x = lm.x();
+  fit.factor = lm.factor();
+  fit.rss = lm.fnorm() * lm.fnorm();
+  fit.nfev = lm.nfev();
+  fit.njev = lm.njev();
+  fit.iterations = lm.iterations();
+  return fit;
+}
+
+// Standard errors as scipy reports them: sqrt(diag((J^T J)^-1) rss / (n - p)).
+std::vector<double> standardErrors(const Fit& fit, int p, int64_t n, int* rank) {
+  std::vector<double> cov(static_cast<size_t>(p) * p);
+  *rank = covarianceFromFactor(fit.factor.data(), p, cov.data());
+  std::vector<double> se(p);
+  for (int j = 0; j < p; ++j) se[j] = std::sqrt(cov[j * p + j] * fit.rss / static_cast<double>(n - p));
+  return se;
+}
+
+struct NistProblem {
+  const char* name;
+  Model model;
+  Data data;
+  std::vector<std::vector<double>> starts;
+  std::vector<double> certified, certifiedStdErrors;
+  double certifiedRss;
+};
+
+void checkNistFit(const NistProblem& problem, const LMOptions& options, const char* settings, double minParamLre,
+                  double minStdErrorLre) {
+  const int p = problem.model.p;
+  const int64_t n = static_cast<int64_t>(problem.data.x.size());
+  for (size_t s = 0; s < problem.starts.size(); ++s) {
+    const std::string name = format("%s start %zu (%s)", problem.name, s + 1, settings);
+    const Fit fit = runFit(problem.model, problem.data, problem.starts[s], options);
+    check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+    double worst = 11.0;
+    for (int j = 0; j < p; ++j) worst = std::min(worst, lre(fit.x[j], problem.certified[j]));
+    check(worst >= minParamLre, name + format(": parameters to LRE >= %.0f (smallest %.2f)", minParamLre, worst));
+    const double rssLre = lre(fit.rss, problem.certifiedRss);
+    check(rssLre >= minParamLre, name + format(": residual sum of squares to LRE >= %.0f (%.2f)", minParamLre, rssLre));
+    int rank = 0;
+    const std::vector<double> se = standardErrors(fit, p, n, &rank);
+    check(rank == p, name + format(": full-rank covariance (rank %d)", rank));
+    double worstSe = 11.0;
+    for (int j = 0; j < p; ++j) worstSe = std::min(worstSe, lre(se[j], problem.certifiedStdErrors[j]));
+    check(worstSe >= minStdErrorLre,
+          name + format(": standard errors to LRE >= %.0f (smallest %.2f)", minStdErrorLre, worstSe));
+  }
+}
+
+NistProblem misra1a() {
+  return {"Misra1a",
+          {2, [](const double* b, double x) { return b[0] * (1.0 - std::exp(-b[1] * x)); },
+           [](const double* b, double x, double* g) {
+             const double e = std::exp(-b[1] * x);
+             g[0] = 1.0 - e;
+             g[1] = b[0] * x * e;
+           }},
+          {{77.6, 114.9, 141.1, 190.8, 239.9, 289.0, 332.8, 378.4, 434.8, 477.3, 536.8, 593.1, 689.1, 760.0},
+           {10.07, 14.73, 17.94, 23.93, 29.61, 35.18, 40.02, 44.82, 50.76, 55.05, 61.01, 66.4, 75.47, 81.78}},
+          {{500.0, 1e-4}, {250.0, 5e-4}},
+          {2.3894212918E+02, 5.5015643181E-04},
+          {2.7070075241E+00, 7.2668688436E-06},
+          1.2455138894E-01};
+}
+
+// NIST "higher difficulty": b1 / (1 + exp(b2 - b3 x))^(1/b4).
+NistProblem rat43() {
+  return {"Rat43",
+          {4,
+           [](const double* b, double x) { return b[0] / std::pow(1.0 + std::exp(b[1] - b[2] * x), 1.0 / b[3]); },
+           [](const double* b, double x, double* g) {
+             const double e = std::exp(b[1] - b[2] * x);
+             const double u = 1.0 + e;
+             const double h = std::pow(u, -1.0 / b[3]);
+             g[0] = h;
+             g[1] = -b[0] / b[3] * h / u * e;
+             g[2] = b[0] / b[3] * h / u * e * x;
+             g[3] = b[0] * h * std::log(u) / (b[3] * b[3]);
+           }},
+          {{1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0},
+           {16.08, 33.83, 65.80, 97.20, 191.55, 326.20, 386.87, 520.53, 590.03, 651.92, 724.93, 699.56, 689.96, 637.56,
+            717.41}},
+          {{100.0, 10.0, 1.0, 1.0}, {700.0, 5.0, 0.75, 1.3}},
+          {6.9964151270E+02, 5.2771253025E+00, 7.5962938329E-01, 1.2792483859E+00},
+          {1.6302297817E+01, 2.0828735829E+00, 1.9566123451E-01, 6.8761936385E-01},
+          8.7864049080E+03};
+}
+
+void testNist() {
+  LMOptions defaults;
+  LMOptions tight;
+  tight.ftol = 1e-14;
+  tight.xtol = 1e-14;
+  checkNistFit(misra1a(), defaults, "default tolerances", 7.0, 5.0);
+  // Rat43's sum of squares is flat enough that the default tolerances stop
+  // at 5-6 digits (as MINPACK does); the bar for "solved" is 4.
+  checkNistFit(rat43(), defaults, "default tolerances", 4.0, 4.0);
+  checkNistFit(rat43(), tight, "ftol = xtol = 1e-14", 7.0, 5.0);
+}
+
+Model lineModel() {
+  return {2, [](const double* b, double x) { return b[0] + b[1] * x; },
+          [](const double*, double x, double* g) {
+            g[0] = 1.0;
+            g[1] = x;
+          }};
+}
+
+void testLinearModel() {
+  // 1500 points (three blocks, the last one short) around y = 2 - 3x.
+  Rng rng(11);
+  Data data;
+  for (int i = 0; i < 1500; ++i) {
+    const double x = -1.0 + 3.0 * i / 1499.0;
+    data.x.push_back(x);
+    data.y.push_back(2.0 - 3.0 * x + 0.25 * rng.symmetric());
+  }
+  // The exact least-squares line from centred sums in long double.
+  long double mx = 0.0L, my = 0.0L;
+  for (size_t i = 0; i < data.x.size(); ++i) {
+    mx += data.x[i];
+    my += data.y[i];
+  }
+  mx /= data.x.size();
+  my /= data.x.size();
+  long double sxy = 0.0L, sxx = 0.0L;
+  for (size_t i = 0; i < data.x.size(); ++i) {
+    sxy += (data.x[i] - mx) * (data.y[i] - my);
+    sxx += (data.x[i] - mx) * (data.x[i] - mx);
+  }
+  const double slope = static_cast<double>(sxy / sxx);
+  const double intercept = static_cast<double>(my - sxy / sxx * mx);
+
+  struct Start {
+    std::vector<double> x0;
+    int64_t maxNfev;
+  };
+  // From a start whose scaled norm is large the first Gauss-Newton step lies
+  // inside the trust region: one step to the solution, one to confirm. From
+  // the origin the initial bound (factor = 100) is smaller than the step.
+  const Start starts[] = {{{1.0, 1.0}, 3}, {{-5.0, 7.0}, 3}, {{0.0, 0.0}, 5}};
+  for (const Start& s : starts) {
+    const std::string name = format("line y = a + b x from (%g, %g)", s.x0[0], s.x0[1]);
+    const Fit fit = runFit(lineModel(), data, s.x0);
+    check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+    check(fit.nfev <= s.maxNfev, name + format(": at most %lld evaluations (took %lld)",
+                                               static_cast<long long>(s.maxNfev), static_cast<long long>(fit.nfev)));
+    const double errA = std::fabs(fit.x[0] - intercept) / std::fabs(intercept);
+    const double errB = std::fabs(fit.x[1] - slope) / std::fabs(slope);
+    check(errA <= 1e-13 && errB <= 1e-13,
+          name + format(": the exact least-squares line (relative errors %.3g, %.3g)", errA, errB));
+  }
+}
+
+void testMaxFev() {
+  const NistProblem problem = misra1a();
+  for (int64_t maxFev : {1, 2, 3}) {
+    LMOptions options;
+    options.maxFev = maxFev;
+    const Fit fit = runFit(problem.model, problem.data, problem.starts[0], options);
+    const std::string name = format("Misra1a start 1 with maxFev = %lld", static_cast<long long>(maxFev));
+    check(fit.status == LMStatus::MaxFev, name + ": status max_fev (got " + lmStatusName(fit.status) + ")");
+    check(fit.nfev == maxFev, name + format(": nfev == maxFev (got %lld)", static_cast<long long>(fit.nfev)));
+    check(!lmSucceeded(fit.status), name + ": not a success");
+    const std::vector<double> startFactor = factorAt(problem.model, problem.data, problem.starts[0].data());
+    const double startRss = std::pow(stableNorm(startFactor.data() + 2, 3, 3), 2);
+    check(fit.rss <= startRss, name + ": x() is no worse than the start");
+  }
+  {
+    LevenbergMarquardt lm(2, misra1a().starts[0].data(), LMOptions{});
+    check(lm.options().maxFev == 300, format("maxFev = 0 means 100 (p + 1) = 300 (got %lld)",
+                                             static_cast<long long>(lm.options().maxFev)));
+    LMOptions options;
+    options.maxFev = 3;
+    const std::string message = lmStatusMessage(LMStatus::MaxFev, options);
+    check(message.find("maxFev = 3") != std::string::npos, "the max_fev message names the limit: " + message);
+  }
+}
+
+void testNonFiniteStart() {
+  const NistProblem problem = misra1a();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case {
+    const char* name;
+    Model model;
+  };
+  Model nanValue = problem.model;
+  nanValue.value = [nan](const double*, double x) { return x > 400.0 ? nan : 1.0; };
+  Model infDerivative = problem.model;
+  infDerivative.gradient = [](const double*, double x, double* g) {
+    g[0] = 1.0;
+    g[1] = x < 100.0 ? -std::numeric_limits<double>::infinity() : x;
+  };
+  const Case cases[] = {{"a NaN model value", nanValue}, {"an infinite derivative", infDerivative}};
+  for (const Case& c : cases) {
+    const std::string name = std::string("Misra1a with ") + c.name + " at the start";
+    const Fit fit = runFit(c.model, problem.data, problem.starts[0]);
+    check(fit.status == LMStatus::NonFiniteStart, name + ": status nonfinite_start (got " + lmStatusName(fit.status) + ")");
+    check(fit.nfev == 1, name + format(": one evaluation (got %lld)", static_cast<long long>(fit.nfev)));
+    check(!lmSucceeded(fit.status), name + ": not a success");
+    check(fit.x == problem.starts[0], name + ": x() is the start");
+  }
+}
+
+// a sqrt(x - c) is NaN (and its derivative infinite) once c reaches the
+// smallest x, 1. The data put the optimum at c near 0.9, close to that edge,
+// and from the start (1, 0.5) the steps overshoot into the invalid region
+// several times on the way.
+void testNonFiniteTrial() {
+  const Model model = {2,
+                       [](const double* b, double x) { return b[0] * std::sqrt(x - b[1]); },
+                       [](const double* b, double x, double* g) {
+                         const double s = std::sqrt(x - b[1]);
+                         g[0] = s;
+                         g[1] = -0.5 * b[0] / s;
+                       }};
+  Data data;
+  for (int i = 0; i < 40; ++i) {
+    const double x = 1.0 + 0.25 * i;
+    data.x.push_back(x);
+    data.y.push_back(3.0 * std::sqrt(x - 0.9) + 0.01 * std::sin(7.0 * i));
+  }
+  LMOptions tight;
+  tight.ftol = 1e-14;
+  tight.xtol = 1e-14;
+  // The reference fit starts next to the optimum and never leaves the valid region.
+  const Fit reference = runFit(model, data, {3.0, 0.85}, tight);
+  check(reference.stopped && lmSucceeded(reference.status) && reference.nonFiniteTrials == 0,
+        "sqrt model from (3, 0.85): converges without non-finite trials");
+
+  const std::vector<double> start = {1.0, 0.5};
+  bool shrankAfterEachNonFinite = true;
+  bool keptXAtNonFinite = true;
+  double lastNonFiniteStep = -1.0;  // distance of the last non-finite trial from x(), or -1
+  std::vector<double> xBefore;
+  const Fit fit = runFit(model, data, start, tight, [&](const LevenbergMarquardt& lm, const std::vector<double>& r) {
+    const double step = std::hypot(lm.ask()[0] - lm.x()[0], lm.ask()[1] - lm.x()[1]);
+    if (lastNonFiniteStep >= 0.0) {
+      if (lm.x() != xBefore) keptXAtNonFinite = false;
+      if (!(step < lastNonFiniteStep)) shrankAfterEachNonFinite = false;
+    }
+    const bool trial = lm.nfev() > 0;
+    lastNonFiniteStep = trial && !allFinite(r) ? step : -1.0;
+    xBefore = lm.x();
+  });
+  const std::string name = "sqrt model from (1, 0.5), near where it is NaN";
+  check(fit.nonFiniteTrials >= 1, name + format(": reaches non-finite trial points (%lld of %lld evaluations)",
+                                                static_cast<long long>(fit.nonFiniteTrials),
+                                                static_cast<long long>(fit.nfev)));
+  check(keptXAtNonFinite, name + ": a non-finite trial point is rejected");
+  check(shrankAfterEachNonFinite, name + ": the step after a non-finite trial point is shorter");
+  check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+  const double err = std::max(std::fabs(fit.x[0] - reference.x[0]) / std::fabs(reference.x[0]),
+                              std::fabs(fit.x[1] - reference.x[1]) / std::fabs(reference.x[1]));
+  check(err <= 1e-7, name + format(": reaches the same optimum as from a safe start (relative difference %.3g)", err));
+  check(allFinite(fit.factor), name + ": the factor at x() is finite");
+}
+
+// ---------------------------------------------------------------------------
+// covarianceFromFactor and pivotedFactor.
+
+using Matrix = std::vector<double>;  // row major
+
+// The factor of explicit rows [J | r] (m x (p+1), row major).
+Matrix factorOfRows(const Matrix& rows, int64_t m, int p) {
+  const int q = p + 1;
+  return reduceRows(m, p, [&](int64_t i, double* row) {
+    std::copy(rows.begin() + i * q, rows.begin() + (i + 1) * q, row);
+  });
+}
+
+// inv(J^T J) by Gauss-Jordan elimination with partial pivoting on J^T J
+// accumulated in long double: independent of the QR route.
+std::vector<long double> normalEquationsInverse(const Matrix& rows, int64_t m, int p) {
+  const int q = p + 1;
+  std::vector<long double> a(static_cast<size_t>(p) * 2 * p, 0.0L);
+  auto A = [&](int i, int j) -> long double& { return a[static_cast<size_t>(i) * 2 * p + j]; };
+  for (int i = 0; i < p; ++i) {
+    for (int j = 0; j < p; ++j) {
+      long double sum = 0.0L;
+      for (int64_t k = 0; k < m; ++k) sum += static_cast<long double>(rows[k * q + i]) * rows[k * q + j];
+      A(i, j) = sum;
+    }
+    A(i, p + i) = 1.0L;
+  }
+  for (int c = 0; c < p; ++c) {
+    int pivot = c;
+    for (int i = c + 1; i < p; ++i)
+      if (std::fabs(A(i, c)) > std::fabs(A(pivot, c))) pivot = i;
+    for (int j = 0; j < 2 * p; ++j) std::swap(A(c, j), A(pivot, j));
+    const long double d = A(c, c);
+    for (int j = 0; j < 2 * p; ++j) A(c, j) /= d;
+    for (int i = 0; i < p; ++i) {
+      if (i == c) continue;
+      const long double f = A(i, c);
+      for (int j = 0; j < 2 * p; ++j) A(i, j) -= f * A(c, j);
+    }
+  }
+  std::vector<long double> inv(static_cast<size_t>(p) * p);
+  for (int i = 0; i < p; ++i)
+    for (int j = 0; j < p; ++j) inv[i * p + j] = A(i, p + j);
+  return inv;
+}
+
+Matrix randomRows(Rng& rng, int64_t m, int p, const std::vector<double>& columnScale) {
+  const int q = p + 1;
+  Matrix rows(static_cast<size_t>(m) * q);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int j = 0; j < p; ++j) rows[i * q + j] = columnScale[j] * rng.symmetric();
+    rows[i * q + p] = rng.symmetric();
+  }
+  return rows;
+}
+
+void testCovariance() {
+  Rng rng(12);
+  const double inf = std::numeric_limits<double>::infinity();
+  {
+    struct Case {
+      const char* name;
+      std::vector<double> scale;
+    };
+    const Case cases[] = {{"p=1", {2.0}},
+                          {"p=3 unit columns", {1.0, 1.0, 1.0}},
+                          {"p=4 columns scaled 1, 1e3, 1e-2, 10 (pivoting)", {1.0, 1e3, 1e-2, 10.0}},
+                          {"p=6 columns scaled 1e-3 .. 1e2", {1e-3, 1e2, 1.0, 1e-1, 10.0, 1e-2}}};
+    for (const Case& c : cases) {
+      const int p = static_cast<int>(c.scale.size());
+      const int64_t m = 700;
+      const Matrix rows = randomRows(rng, m, p, c.scale);
+      const Matrix r = factorOfRows(rows, m, p);
+      std::vector<double> cov(static_cast<size_t>(p) * p);
+      const int rank = covarianceFromFactor(r.data(), p, cov.data());
+      const std::vector<long double> expected = normalEquationsInverse(rows, m, p);
+      double worst = 0.0;
+      bool symmetric = true;
+      for (int i = 0; i < p; ++i)
+        for (int j = 0; j < p; ++j) {
+          const long double unit = std::sqrt(expected[i * p + i] * expected[j * p + j]);
+          worst = std::max(worst, static_cast<double>(std::fabs(cov[i * p + j] - expected[i * p + j]) / unit));
+          symmetric = symmetric && cov[i * p + j] == cov[j * p + i];
+        }
+      const std::string name = std::string("covarianceFromFactor, ") + c.name;
+      check(rank == p, name + format(": full rank (got %d)", rank));
+      check(worst <= 1e-12, name + format(": equals inv(J^T J) (relative error %.3g)", worst));
+      check(symmetric, name + ": exactly symmetric");
+    }
+  }
+  {
+    struct Case {
+      const char* name;
+      int p;
+      std::function<void(int64_t i, double x, double* row)> row;
+    };
+    const Case cases[] = {
+        {"two identical columns [1, x, x]", 3,
+         [](int64_t, double x, double* row) {
+           row[0] = 1.0;
+           row[1] = x;
+           row[2] = x;
+         }},
+        {"two identical columns [exp(-x), exp(-x)]", 2,
+         [](int64_t, double x, double* row) {
+           row[0] = std::exp(-x);
+           row[1] = std::exp(-x);
+         }},
+        {"a column twice another [x, 1, 2x]", 3,
+         [](int64_t, double x, double* row) {
+           row[0] = x;
+           row[1] = 1.0;
+           row[2] = 2.0 * x;
+         }},
+        {"a zero column [1, 0, x]", 3,
+         [](int64_t, double x, double* row) {
+           row[0] = 1.0;
+           row[1] = 0.0;
+           row[2] = x;
+         }},
+        {"an all-zero J", 2,
+         [](int64_t, double, double* row) {
+           row[0] = 0.0;
+           row[1] = 0.0;
+         }},
+        {"a combination [1, x, 1 + x]", 3,
+         [](int64_t, double x, double* row) {
+           row[0] = 1.0;
+           row[1] = x;
+           row[2] = 1.0 + x;
+         }},
+    };
+    for (const Case& c : cases) {
+      const int64_t m = 1000;
+      const Matrix r = reduceRows(m, c.p, [&](int64_t i, double* row) {
+        const double x = 0.01 * static_cast<double>(i);
+        c.row(i, x, row);
+        row[c.p] = std::sin(x);
+      });
+      std::vector<double> cov(static_cast<size_t>(c.p) * c.p, 0.0);
+      const int rank = covarianceFromFactor(r.data(), c.p, cov.data());
+      const std::string name = std::string("covarianceFromFactor, ") + c.name;
+      check(rank < c.p, name + format(": rank below p (got %d of %d)", rank, c.p));
+      check(std::all_of(cov.begin(), cov.end(), [inf](double v) { return v == inf; }),
+            name + ": every entry is +Infinity");
+    }
+  }
+}
+
+void testPivotedFactor() {
+  Rng rng(13);
+  const int p = 5;
+  const int q = p + 1;
+  const std::vector<double> scale = {1e-2, 1.0, 1e3, 10.0, 1e-1};
+  const int64_t m = 300;
+  const Matrix rows = randomRows(rng, m, p, scale);
+  const Matrix factor = factorOfRows(rows, m, p);
+  std::vector<double> r, qtf, acnorm;
+  std::vector<int> ipvt;
+  pivotedFactor(factor.data(), p, r, ipvt, qtf, acnorm);
+  auto M = [&](int i, int j) { return r[i + static_cast<size_t>(j) * p]; };
+
+  std::vector<int> sorted(ipvt);
+  std::sort(sorted.begin(), sorted.end());
+  bool permutation = true;
+  for (int j = 0; j < p; ++j) permutation = permutation && sorted[j] == j;
+  check(permutation, "pivotedFactor: ipvt is a permutation");
+  bool upper = true, decreasing = true;
+  for (int j = 0; j < p; ++j) {
+    for (int i = j + 1; i < p; ++i) upper = upper && M(i, j) == 0.0;
+    if (j > 0) decreasing = decreasing && std::fabs(M(j, j)) <= std::fabs(M(j - 1, j - 1));
+  }
+  check(upper, "pivotedFactor: r is upper triangular");
+  check(decreasing, "pivotedFactor: |diag(r)| does not increase (column pivoting)");
+  double worstNorm = 0.0;
+  for (int j = 0; j < p; ++j) {
+    long double sum = 0.0L;
+    for (int64_t i = 0; i < m; ++i) sum += static_cast<long double>(rows[i * q + j]) * rows[i * q + j];
+    worstNorm = std::max(worstNorm, static_cast<double>(std::fabs(acnorm[j] - std::sqrt(sum)) / std::sqrt(sum)));
+  }
+  check(worstNorm <= 1e-14, format("pivotedFactor: acnorm are the column norms of J (relative error %.3g)", worstNorm));
+  // r^T r = P^T R_J^T R_J P.
+  double worstGram = 0.0;
+  for (int a = 0; a < p; ++a)
+    for (int b = 0; b < p; ++b) {
+      long double fromR = 0.0L, fromFactor = 0.0L;
+      for (int k = 0; k < p; ++k) {
+        fromR += static_cast<long double>(M(k, a)) * M(k, b);
+        fromFactor += static_cast<long double>(factor[k * q + ipvt[a]]) * factor[k * q + ipvt[b]];
+      }
+      worstGram = std::max(worstGram, static_cast<double>(std::fabs(fromR - fromFactor) / (acnorm[ipvt[a]] * acnorm[ipvt[b]])));
+    }
+  check(worstGram <= 1e-14, format("pivotedFactor: r^T r = P^T R_J^T R_J P (relative error %.3g)", worstGram));
+  // The least-squares solution of R_J z = c (c = factor's last column) from
+  // the pivoted triangle and qtf agrees with the unpivoted one.
+  std::vector<double> w(p), zPivoted(p), z(p);
+  for (int j = p - 1; j >= 0; --j) {
+    double sum = qtf[j];
+    for (int k = j + 1; k < p; ++k) sum -= M(j, k) * w[k];
+    w[j] = sum / M(j, j);
+  }
+  for (int j = 0; j < p; ++j) zPivoted[ipvt[j]] = w[j];
+  for (int j = p - 1; j >= 0; --j) {
+    double sum = factor[j * q + p];
+    for (int k = j + 1; k < p; ++k) sum -= factor[j * q + k] * z[k];
+    z[j] = sum / factor[j * q + j];
+  }
+  double worstSolution = 0.0;
+  for (int j = 0; j < p; ++j) worstSolution = std::max(worstSolution, std::fabs(zPivoted[j] - z[j]) / std::fabs(z[j]));
+  check(worstSolution <= 1e-12,
+        format("pivotedFactor: qtf gives the same least-squares solution (relative error %.3g)", worstSolution));
+}
+
+void testStatuses() {
+  struct Case {
+    LMStatus status;
+    const char* name;
+    bool succeeded;
+  };
+  const Case cases[] = {
+      {LMStatus::Running, "running", false},       {LMStatus::Ftol, "ftol", true},
+      {LMStatus::Xtol, "xtol", true},              {LMStatus::FtolXtol, "ftol_xtol", true},
+      {LMStatus::Gtol, "gtol", true},              {LMStatus::MaxFev, "max_fev", false},
+      {LMStatus::FtolLimit, "ftol_limit", true},   {LMStatus::XtolLimit, "xtol_limit", true},
+      {LMStatus::GtolLimit, "gtol_limit", true},   {LMStatus::NonFiniteStart, "nonfinite_start", false},
+      {LMStatus::Aborted, "aborted", false},
+  };
+  for (const Case& c : cases) {
+    check(std::string(lmStatusName(c.status)) == c.name,
+          format("lmStatusName(%d) is %s (got %s)", static_cast<int>(c.status), c.name, lmStatusName(c.status)));
+    check(lmSucceeded(c.status) == c.succeeded,
+          format("lmSucceeded(%s) is %s", c.name, c.succeeded ? "true" : "false"));
+    check(!lmStatusMessage(c.status, LMOptions{}).empty(), format("lmStatusMessage(%s) is not empty", c.name));
+  }
+  check(std::string(lmStatusName(static_cast<LMStatus>(99))) == "unknown", "lmStatusName of an unknown value");
+
+  // abort() ends the fit; a factor told afterwards is ignored.
+  const NistProblem problem = misra1a();
+  LevenbergMarquardt lm(2, problem.starts[0].data(), LMOptions{});
+  const std::vector<double> r = factorAt(problem.model, problem.data, lm.ask());
+  lm.tell(r.data());
+  lm.abort();
+  check(!lm.running() && lm.status() == LMStatus::Aborted, "abort() stops the machine with status aborted");
+  const std::vector<double> r2 = factorAt(problem.model, problem.data, lm.ask());
+  lm.tell(r2.data());
+  check(lm.nfev() == 1 && lm.status() == LMStatus::Aborted, "tell() after abort() is ignored");
+}
+
+}  // namespace
+
+int main() {
+  const std::pair<const char*, void (*)()> tests[] = {
+      {"testNist", testNist},
+      {"testLinearModel", testLinearModel},
+      {"testMaxFev", testMaxFev},
+      {"testNonFiniteStart", testNonFiniteStart},
+      {"testNonFiniteTrial", testNonFiniteTrial},
+      {"testCovariance", testCovariance},
+      {"testPivotedFactor", testPivotedFactor},
+      {"testStatuses", testStatuses},
+  };
+  for (const auto& [name, test] : tests) {
+    // An exception escaping a test is one failure; the other tests still run.
+    try {
+      test();
+    } catch (const std::exception& e) {
+      check(false, std::string(name) + " threw: " + e.what());
+    }
+  }
+  std::printf("%d passed, %d failed\n", gPassed, gFailed);
+  return gFailed == 0 ? 0 : 1;
+}
