@@ -43,8 +43,8 @@ enum Op : int32_t {
   kDiv = 6,
   kPow = 7,    // a^b, real exponent
   kAtan2 = 8,  // atan2(a, b)
-  kMin = 9,    // ties take a
-  kMax = 10,   // ties take a
+  kMin = 9,    // ties take a; a NaN in either operand gives NaN
+  kMax = 10,   // ties take a; a NaN in either operand gives NaN
   // unary
   kNeg = 11,
   kExp = 12,
@@ -61,7 +61,8 @@ enum Op : int32_t {
   kSinh = 23,
   kCosh = 24,
   kTanh = 25,
-  // integer power with a literal exponent
+  // integer power with a literal exponent; x^0 is the constant 1 (x is not
+  // evaluated and the result depends on no parameter)
   kPowi = 26,
   kOpCount = 27
 };

@@ -4,8 +4,10 @@
 // Contract
 //   Program::verify(...) checks a bytecode program (bytecode.hpp) and builds an
 //   execution plan. It throws ProgramError for any program that could make
-//   evaluation read or write out of bounds or read an undefined value. A
-//   verified Program is immutable and may be shared by threads.
+//   evaluation read or write out of bounds or read an undefined value, and for
+//   one whose plan and per-thread scratch would exceed 64 MiB (real models need
+//   kilobytes; the cap keeps a hostile program from exhausting every worker).
+//   A verified Program is immutable and may be shared by threads.
 //
 //   BlockEvaluator holds the scratch for one thread (aligned, reused between
 //   blocks and between calls). It is not thread-safe; use one per thread.
@@ -25,9 +27,15 @@
 //   evalValues(cols, first, rows, out)
 //                               f(x_i) for i < rows (no derivatives).
 //
+//   The evaluator throws std::invalid_argument for rows outside [0, kBlockSize],
+//   first < 0, missing columns or y, or an A that is null or not aligned to
+//   kAlign, and std::logic_error if a block is evaluated before setParams.
+//
 // Determinism: the bits written for a block depend only on the program, the
 // parameters and the block's rows; never on the addresses of the caller's
-// columns (they are copied into aligned scratch first) or on other blocks.
+// columns or on other blocks. Within one build, that is: compilers contract
+// multiply-adds into FMAs and libmvec's SSE, AVX2 and AVX-512 variants differ
+// in the last bits, so a -march=native build and a portable one may differ.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -69,6 +77,8 @@ class Program {
 
  private:
   Program() = default;
+  // Liveness, register allocation and tangent slots of a checked program.
+  void buildPlan(const double* consts);
   friend class BlockEvaluator;
   int nParams_ = 0, nVars_ = 0;
   std::vector<int32_t> ops_, argA_, argB_;
@@ -81,6 +91,8 @@ class Program {
   std::vector<PlanStep> vectorSteps_;  // live per-point instructions, in order
   std::vector<int32_t> stagedVars_;    // data columns read, in staging order
   int64_t scalarTangentCount_ = 0;     // compact tangent slots of all scalar steps
+  int64_t vectorSlotCount_ = 0;        // tangent slots of all vector steps
+  int64_t kernelBound_ = 0;            // most kernels a compiled plan can have
   int64_t arenaDoubles_ = 0;           // staged columns, y, weights, temps, registers
   // Where the model value lives: an arena offset when it varies per point,
   // else -1 and the value is scalar instruction outputInstr_.
@@ -104,10 +116,10 @@ class BlockEvaluator {
  private:
   struct Scratch;
   void checkBlockArgs(const Columns& cols, int64_t first, int rows, bool needY) const;
-  void stageRows(const Columns& cols, int64_t first, int rows, bool withResidual);
-  void runVectorSteps(bool withTangents);
-  void computeValue(const PlanStep& step);
-  void computeTangents(const PlanStep& step);
+  void stageVars(const Columns& cols, int64_t first, int rows);
+  // Binds the plan to this evaluator's scratch and the current parameters:
+  // a flat list of block loops with their pointers and coefficients.
+  void compileKernels();
   std::shared_ptr<const Program> program_;
   std::unique_ptr<Scratch> scratch_;
 };

@@ -1,12 +1,13 @@
-// Per-point kernels of the model VM (program.cpp) and the differentiation
-// rules it shares with the scalar prelude.
+// The block loops and kernels of the model VM (program.cpp), and the
+// differentiation rules they share with its scalar prelude.
 //
 // Every loop here runs over one whole block: kBlockSize is a compile-time
 // constant and every buffer is 64-byte aligned scratch, so GCC vectorises the
 // loop with no peeled prologue and no scalar epilogue. That is a determinism
 // requirement, not only a speed one: libmvec's vector exp and glibc's scalar
 // exp may differ in the last bit, so a point must never switch between them
-// depending on where it sits in a block.
+// depending on where it sits in a block. (The only unaligned input is the
+// caller's y, read by exact subtraction alone.)
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -275,150 +276,316 @@ inline void powiBlock(double* out, const double* a, int n) {
   if (n < 0) map1(out, out, [](double r) { return 1.0 / r; });
 }
 
-// ---- tangent slots ----------------------------------------------------------
+// ---- tangent terms ------------------------------------------------------------
 // A result tangent for one parameter is da*ta + db*tb, where a term is absent
-// (not a zero) when its operand does not depend on that parameter. Each term
-// is reduced at plan level to one of a few shapes so the point loop does only
-// the arithmetic that is really there.
+// (not a zero: 0 * inf would be NaN) when its operand does not depend on that
+// parameter. Every operand tangent is a constant or a scalar times a block,
+// and every partial derivative a constant or a scalar times a block, so each
+// present term has one of three shapes, fixed when setParams() compiles the
+// plan: c, s*p[i] or (s*p[i])*q[i].
 
-enum class TermKind : uint8_t { kNone, kConst, kVec, kScaled, kProd };
+enum class TermKind : uint8_t { kNone, kConst, kScaled, kScaledProd };
 
 struct Term {
   TermKind kind = TermKind::kNone;
-  double c = 0.0;             // kConst value; kScaled factor
-  const double* p = nullptr;  // kVec, kScaled, kProd
-  const double* q = nullptr;  // kProd
+  double c = 0.0;             // kConst value; kScaled, kScaledProd scale
+  const double* p = nullptr;  // kScaled, kScaledProd
+  const double* q = nullptr;  // kScaledProd
 };
-
-// How a partial derivative scales a tangent: exactly 1 or -1, a scalar, or a
-// block of per-point values.
-enum class FactorKind : uint8_t { kOne, kMinusOne, kScalar, kBlock };
-
-struct Factor {
-  FactorKind kind = FactorKind::kOne;
-  double s = 0.0;
-  const double* p = nullptr;
-};
-
-inline Term scaledScalar(const Factor& f, double t) {
-  switch (f.kind) {
-    case FactorKind::kOne: return {TermKind::kConst, t, nullptr, nullptr};
-    case FactorKind::kMinusOne: return {TermKind::kConst, -t, nullptr, nullptr};
-    case FactorKind::kScalar: return {TermKind::kConst, f.s * t, nullptr, nullptr};
-    case FactorKind::kBlock: return {TermKind::kScaled, t, f.p, nullptr};
-  }
-  return {};
-}
-
-inline Term scaledBlock(const Factor& f, const double* t) {
-  switch (f.kind) {
-    case FactorKind::kOne: return {TermKind::kVec, 0.0, t, nullptr};
-    case FactorKind::kMinusOne: return {TermKind::kScaled, -1.0, t, nullptr};
-    case FactorKind::kScalar: return {TermKind::kScaled, f.s, t, nullptr};
-    case FactorKind::kBlock: return {TermKind::kProd, 0.0, f.p, t};
-  }
-  return {};
-}
 
 struct NoTerm {};
 struct ConstTerm { double c; };
-struct VecTerm { const double* p; };
 struct ScaledTerm { double s; const double* p; };
-struct ProdTerm { const double* p; const double* q; };
+struct ScaledProdTerm { double s; const double* p; const double* q; };
 
 inline NoTerm prep(NoTerm t) { return t; }
 inline ConstTerm prep(ConstTerm t) { return t; }
-inline VecTerm prep(VecTerm t) { return {aligned(t.p)}; }
 inline ScaledTerm prep(ScaledTerm t) { return {t.s, aligned(t.p)}; }
-inline ProdTerm prep(ProdTerm t) { return {aligned(t.p), aligned(t.q)}; }
+inline ScaledProdTerm prep(ScaledProdTerm t) { return {t.s, aligned(t.p), aligned(t.q)}; }
 inline double at(ConstTerm t, int) { return t.c; }
-inline double at(VecTerm t, int i) { return t.p[i]; }
 inline double at(ScaledTerm t, int i) { return t.s * t.p[i]; }
-inline double at(ProdTerm t, int i) { return t.p[i] * t.q[i]; }
+inline double at(ScaledProdTerm t, int i) { return (t.s * t.p[i]) * t.q[i]; }
 
-template <class A, class B>
-inline void sumLoop(double* out, A a, B b) {
-  double* o = aligned(out);
+// Where a loop stores: a register block, or a column of A. A column takes the
+// row weights, and rows at and beyond `rows` (padding) are written as exactly
+// 0 by a select inside the full-block loop, never by a shorter one.
+struct ToBlock {
+  double* o;
+};
+struct Unweighted {};
+template <class W>
+struct ToColumn {
+  double* o;
+  int rows;
+  W w;
+};
+
+inline ToBlock prep(ToBlock s) { return {aligned(s.o)}; }
+inline Unweighted prep(Unweighted w) { return w; }
+template <class W>
+inline ToColumn<W> prep(ToColumn<W> s) { return {aligned(s.o), s.rows, prep(s.w)}; }
+inline double weigh(Unweighted, int, double x) { return x; }
+inline double weigh(const double* w, int i, double x) { return w[i] * x; }
+inline void put(ToBlock s, int i, double v) { s.o[i] = v; }
+template <class W>
+inline void put(ToColumn<W> s, int i, double v) { s.o[i] = i < s.rows ? weigh(s.w, i, v) : 0.0; }
+
+template <class S, class A, class B>
+inline void sumLoop(S store, A a, B b) {
+  auto o = prep(store);
   auto ta = prep(a);
   auto tb = prep(b);
 #pragma omp simd
   for (int i = 0; i < kBlockSize; ++i) {
     if constexpr (std::is_same_v<B, NoTerm>) {
-      o[i] = at(ta, i);
+      put(o, i, at(ta, i));
     } else {
-      o[i] = at(ta, i) + at(tb, i);
+      put(o, i, at(ta, i) + at(tb, i));
     }
   }
 }
 
-template <class F>
-inline void withTerm(const Term& t, F&& f) {
-  switch (t.kind) {
-    case TermKind::kNone: f(NoTerm{}); break;
-    case TermKind::kConst: f(ConstTerm{t.c}); break;
-    case TermKind::kVec: f(VecTerm{t.p}); break;
-    case TermKind::kScaled: f(ScaledTerm{t.c, t.p}); break;
-    case TermKind::kProd: f(ProdTerm{t.p, t.q}); break;
-  }
-}
-
-// out = a + b; at least one term is present. IEEE addition commutes exactly,
-// so putting the present term first changes no bits.
-inline void sumTerms(double* out, Term a, Term b) {
-  if (a.kind == TermKind::kNone) std::swap(a, b);
-  withTerm(a, [&](auto ta) {
-    if constexpr (!std::is_same_v<decltype(ta), NoTerm>) {
-      withTerm(b, [&](auto tb) { sumLoop(out, ta, tb); });
-    }
-  });
-}
-
-// Min/max tangents: out = chooseA ? ta : tb, where each side is a constant
-// (0 when that operand lacks the parameter) or a block.
-template <class A, class B>
-inline void selectLoop(double* out, const double* chooseA, A a, B b) {
-  double* o = aligned(out);
+// Min/max tangents: chooseA ? ta : tb, each side a constant (0 when that
+// operand lacks the parameter) or a scaled block.
+template <class S, class A, class B>
+inline void selectLoop(S store, const double* chooseA, A a, B b) {
+  auto o = prep(store);
   const double* c = aligned(chooseA);
   auto ta = prep(a);
   auto tb = prep(b);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = c[i] != 0.0 ? at(ta, i) : at(tb, i);
+  for (int i = 0; i < kBlockSize; ++i) put(o, i, c[i] != 0.0 ? at(ta, i) : at(tb, i));
 }
 
-inline void selectTerms(double* out, const double* chooseA, const Term& a, const Term& b) {
-  auto side = [](const Term& t, auto&& f) {
-    if (t.kind == TermKind::kVec) f(VecTerm{t.p});
-    else f(ConstTerm{t.kind == TermKind::kConst ? t.c : 0.0});
-  };
-  side(a, [&](auto ta) { side(b, [&](auto tb) { selectLoop(out, chooseA, ta, tb); }); });
-}
-
-// ---- writing A -----------------------------------------------------------------
-// Rows at and beyond `rows` are padding: they are written as exactly 0 by a
-// select inside the full-block loop, never by a shorter loop.
-
-struct Unweighted {};
-inline Unweighted prep(Unweighted w) { return w; }
-inline double weigh(Unweighted, int, double x) { return x; }
-inline double weigh(const double* w, int i, double x) { return w[i] * x; }
-
-template <class W, class S>
-inline void writeTangentColumn(double* out, int rows, W w, S src) {
-  double* o = aligned(out);
-  auto pw = prep(w);
-  auto ps = prep(src);
-#pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = i < rows ? weigh(pw, i, at(ps, i)) : 0.0;
-}
-
-template <class W, class F>
-inline void writeResidualColumn(double* out, int rows, W w, F f, const double* y) {
-  double* o = aligned(out);
-  auto pw = prep(w);
+// The residual column w * (f - y). y may be the caller's own (unaligned)
+// column: the subtraction is exact IEEE arithmetic, so alignment cannot
+// change a bit.
+template <class S, class F>
+inline void residualLoop(S store, F f, const double* y) {
+  auto o = prep(store);
   auto pf = prep(f);
-  const double* py = aligned(y);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = i < rows ? weigh(pw, i, at(pf, i) - py[i]) : 0.0;
+  for (int i = 0; i < kBlockSize; ++i) put(o, i, at(pf, i) - y[i]);
+}
+
+// ---- kernels ----------------------------------------------------------------------
+// setParams() compiles the plan into a flat list of kernels, each one loop
+// over a block with its pointers and scalar coefficients bound, so a block is
+// run by calling them in order: no per-block decisions at all.
+
+struct BlockContext {
+  double* A;              // evalBlock's output
+  int rows;               // valid rows of this block
+  const double* weights;  // 1/sigma for the block, or null
+  const double* y;        // kBlockSize readable values of y
+};
+
+struct Kernel {
+  using Fn = void (*)(const Kernel&, const BlockContext&);
+  Fn run[2] = {nullptr, nullptr};  // [0] without sigma, [1] with (differ only for columns of A)
+  double* out = nullptr;           // destination block, unless the kernel writes a column of A
+  const double* p[4] = {nullptr, nullptr, nullptr, nullptr};
+  double c[2] = {0.0, 0.0};
+  int32_t column = 0;  // column of A
+  int32_t n = 0;       // integer exponent
+};
+
+// Operand i of a value kernel: a block in p[i] or a scalar in c[i].
+template <bool IsBlock>
+inline auto operand(const Kernel& k, int i) {
+  if constexpr (IsBlock) return k.p[i];
+  else return k.c[i];
+}
+
+template <int Op>
+void unaryValueKernel(const Kernel& k, const BlockContext&) {
+  map1(k.out, k.p[0], [](double x) { return unaryValue<Op>(x); });
+}
+
+template <int Op, bool ABlock, bool BBlock>
+void binaryValueKernel(const Kernel& k, const BlockContext&) {
+  map2(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) { return binaryValue<Op>(x, y); });
+}
+
+inline void powiKernel(const Kernel& k, const BlockContext&) { powiBlock(k.out, k.p[0], k.n); }
+
+// out = d unary/da from a (p[0]) and the value (p[1]).
+template <int Op>
+void unaryDerivativeKernel(const Kernel& k, const BlockContext&) {
+  map2(k.out, k.p[0], k.p[1], [](double x, double v) { return unaryDerivative<Op>(x, v); });
+}
+
+// out = d a/b / da = 1/b, for a block b in p[0].
+inline void divDaKernel(const Kernel& k, const BlockContext&) {
+  map1(k.out, k.p[0], [](double y) { return binaryDa<kDiv>(0.0, y, 0.0); });
+}
+
+// out = d a/b / db = -v/b, from the value (p[0]) and a block b (p[1]).
+inline void divDbKernel(const Kernel& k, const BlockContext&) {
+  map2(k.out, k.p[0], k.p[1], [](double v, double y) { return binaryDb<kDiv>(0.0, y, v); });
+}
+
+// out = d op(a, b) / d a (or / d b) from a, b and the value (p[2]).
+template <int Op, bool ForB, bool ABlock, bool BBlock>
+void binaryPartialKernel(const Kernel& k, const BlockContext&) {
+  map3(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), k.p[2], [](double x, double y, double v) {
+    if constexpr (ForB) return binaryDb<Op>(x, y, v);
+    else return binaryDa<Op>(x, y, v);
+  });
+}
+
+// out = 1 where min/max takes a, else 0.
+template <int Op, bool ABlock, bool BBlock>
+void choiceKernel(const Kernel& k, const BlockContext&) {
+  map2(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) {
+    return (Op == kMin ? minTakesA(x, y) : maxTakesA(x, y)) ? 1.0 : 0.0;
+  });
+}
+
+template <class S>
+inline S storeOf(const Kernel& k, const BlockContext& ctx) {
+  if constexpr (std::is_same_v<S, ToBlock>) return ToBlock{k.out};
+  else if constexpr (std::is_same_v<S, ToColumn<Unweighted>>) return S{ctx.A + k.column * kBlockSize, ctx.rows, {}};
+  else return S{ctx.A + k.column * kBlockSize, ctx.rows, ctx.weights};
+}
+
+// Term a is packed in c[0], p[0], p[1]; term b in c[1], p[2], p[3].
+template <class T>
+inline T unpackTerm(double c, const double* p, const double* q) {
+  if constexpr (std::is_same_v<T, NoTerm>) return NoTerm{};
+  else if constexpr (std::is_same_v<T, ConstTerm>) return ConstTerm{c};
+  else if constexpr (std::is_same_v<T, ScaledTerm>) return ScaledTerm{c, p};
+  else return ScaledProdTerm{c, p, q};
+}
+
+template <class S, class A, class B>
+void sumKernel(const Kernel& k, const BlockContext& ctx) {
+  sumLoop(storeOf<S>(k, ctx), unpackTerm<A>(k.c[0], k.p[0], k.p[1]), unpackTerm<B>(k.c[1], k.p[2], k.p[3]));
+}
+
+// Select kernels keep the choice block in p[1] (their terms never use q).
+template <class S, class A, class B>
+void selectKernel(const Kernel& k, const BlockContext& ctx) {
+  selectLoop(storeOf<S>(k, ctx), k.p[1], unpackTerm<A>(k.c[0], k.p[0], nullptr),
+             unpackTerm<B>(k.c[1], k.p[2], nullptr));
+}
+
+template <class S, bool FBlock>
+void residualKernel(const Kernel& k, const BlockContext& ctx) {
+  residualLoop(storeOf<S>(k, ctx), operand<FBlock>(k, 0), ctx.y);
+}
+
+// The residual of an output a+b or a-b, computed without storing the value:
+// nothing in evalBlock reads it. Not a*b: GCC would contract a*b - y into an
+// FMA, and the residual would no longer be exactly f - y for the f that
+// evalValues returns.
+template <int Op, bool ABlock, bool BBlock, class S>
+void binaryResidualKernel(const Kernel& k, const BlockContext& ctx) {
+  auto o = prep(storeOf<S>(k, ctx));
+  auto pa = prep(operand<ABlock>(k, 0));
+  auto pb = prep(operand<BBlock>(k, 1));
+  const double* y = ctx.y;
+#pragma omp simd
+  for (int i = 0; i < kBlockSize; ++i) put(o, i, binaryValue<Op>(at(pa, i), at(pb, i)) - y[i]);
+}
+
+inline void zeroColumnKernel(const Kernel& k, const BlockContext& ctx) {
+  fill(ctx.A + k.column * kBlockSize, 0.0);
+}
+
+// ---- choosing a kernel ----------------------------------------------------------
+
+template <class F>
+inline auto withTermType(TermKind kind, F&& f) {
+  switch (kind) {
+    case TermKind::kConst: return f(ConstTerm{});
+    case TermKind::kScaled: return f(ScaledTerm{});
+    case TermKind::kScaledProd: return f(ScaledProdTerm{});
+    case TermKind::kNone: break;
+  }
+  return f(NoTerm{});
+}
+
+template <class F>
+inline auto withOperandKinds(bool aBlock, bool bBlock, F&& f) {
+  if (aBlock && bBlock) return f(std::true_type{}, std::true_type{});
+  if (aBlock) return f(std::true_type{}, std::false_type{});
+  return f(std::false_type{}, std::true_type{});
+}
+
+// Packs a + b (a present) into k and sets its loop for store type S.
+template <class S>
+inline Kernel::Fn sumKernelFor(TermKind a, TermKind b) {
+  return withTermType(a, [&](auto ta) {
+    return withTermType(b, [&](auto tb) -> Kernel::Fn {
+      if constexpr (std::is_same_v<decltype(ta), NoTerm>) return nullptr;
+      else return &sumKernel<S, decltype(ta), decltype(tb)>;
+    });
+  });
+}
+
+template <class S>
+inline Kernel::Fn selectKernelFor(TermKind a, TermKind b) {
+  auto side = [](TermKind k) { return k == TermKind::kScaled; };
+  if (side(a) && side(b)) return &selectKernel<S, ScaledTerm, ScaledTerm>;
+  if (side(a)) return &selectKernel<S, ScaledTerm, ConstTerm>;
+  if (side(b)) return &selectKernel<S, ConstTerm, ScaledTerm>;
+  return &selectKernel<S, ConstTerm, ConstTerm>;
+}
+
+inline Kernel::Fn unaryValueKernelFor(int op) {
+  Kernel::Fn fn = nullptr;
+  withUnaryOp(op, [&](auto tag) { fn = &unaryValueKernel<decltype(tag)::value>; });
+  return fn;
+}
+
+inline Kernel::Fn unaryDerivativeKernelFor(int op) {
+  Kernel::Fn fn = nullptr;
+  withUnaryOp(op, [&](auto tag) { fn = &unaryDerivativeKernel<decltype(tag)::value>; });
+  return fn;
+}
+
+inline Kernel::Fn binaryValueKernelFor(int op, bool aBlock, bool bBlock) {
+  Kernel::Fn fn = nullptr;
+  withBinaryOp(op, [&](auto tag) {
+    withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
+      fn = &binaryValueKernel<decltype(tag)::value, decltype(ab)::value, decltype(bb)::value>;
+    });
+  });
+  return fn;
+}
+
+// [0] without sigma, [1] with.
+inline std::pair<Kernel::Fn, Kernel::Fn> binaryResidualKernelFor(int op, bool aBlock, bool bBlock) {
+  std::pair<Kernel::Fn, Kernel::Fn> fns{nullptr, nullptr};
+  withBinaryOp(op, [&](auto tag) {
+    constexpr int Op = decltype(tag)::value;
+    if constexpr (Op == kAdd || Op == kSub) {
+      withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
+        constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
+        fns = {&binaryResidualKernel<Op, A, B, ToColumn<Unweighted>>,
+               &binaryResidualKernel<Op, A, B, ToColumn<const double*>>};
+      });
+    }
+  });
+  return fns;
+}
+
+inline Kernel::Fn binaryPartialKernelFor(int op, bool forB, bool aBlock, bool bBlock) {
+  Kernel::Fn fn = nullptr;
+  withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
+    constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
+    if (op == kPow) fn = forB ? &binaryPartialKernel<kPow, true, A, B> : &binaryPartialKernel<kPow, false, A, B>;
+    if (op == kAtan2) fn = forB ? &binaryPartialKernel<kAtan2, true, A, B> : &binaryPartialKernel<kAtan2, false, A, B>;
+  });
+  return fn;
+}
+
+inline Kernel::Fn choiceKernelFor(int op, bool aBlock, bool bBlock) {
+  return withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) -> Kernel::Fn {
+    constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
+    return op == kMin ? &choiceKernel<kMin, A, B> : &choiceKernel<kMax, A, B>;
+  });
 }
 
 }  // namespace vm
