@@ -96,7 +96,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     state.fnorm,
     job.paramNames.length,
     job.nPoints,
-    addon.totalSumOfSquares(job.y, job.sigma),
+    job.totalSumOfSquares,
     job.absoluteSigma,
   );
   const statisticsMs = performance.now() - statisticsStarted;

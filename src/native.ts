@@ -66,10 +66,14 @@ export interface NativeAddon {
   covariance(R: Float64Array, p: number): { cov: Float64Array; rank: number };
   /** Index of the first NaN or infinite value, or -1. */
   firstNonFinite(values: Float64Array): number;
-  /** Index of the first sigma that is not a finite number > 0, or -1. */
-  firstInvalidSigma(sigma: Float64Array): number;
-  /** Weighted total sum of squares of y about its weighted mean (w = 1/sigma^2). */
-  totalSumOfSquares(y: Float64Array, sigma: Float64Array | null): number;
+  /**
+   * One pass over the response: first invalid y and sigma (-1 if none) and the
+   * weighted total sum of squares of y about its weighted mean (w = 1/sigma^2).
+   */
+  scanResponse(
+    y: Float64Array,
+    sigma: Float64Array | null,
+  ): { firstInvalidY: number; firstInvalidSigma: number; totalSumOfSquares: number };
   blockSize: number;
   layoutVersion: number;
   bytecodeVersion: number;

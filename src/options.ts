@@ -61,6 +61,8 @@ export interface NormalizedFit {
   y: Float64Array;
   sigma: Float64Array | null;
   nPoints: number;
+  /** Weighted total sum of squares of y about its mean (for R-squared). */
+  totalSumOfSquares: number;
   absoluteSigma: boolean;
   solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
   threads: number;
@@ -250,9 +252,16 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
   }
   const vars = model.variableNames.map((name) => converted.get(name)!);
-  checkFinite(y, 'data.y');
+  const response = loadAddon().scanResponse(y, sigma);
+  if (response.firstInvalidY >= 0) {
+    const i = response.firstInvalidY;
+    throw invalidInput('data.y', `value ${y[i]} at index ${i} is not finite`);
+  }
+  if (response.firstInvalidSigma >= 0) {
+    const i = response.firstInvalidSigma;
+    throw invalidInput('data.sigma', `value ${sigma![i]} at index ${i} is not a finite number > 0 with a finite weight 1/sigma^2`);
+  }
   model.variableNames.forEach((name, v) => checkFinite(vars[v]!, `data.${name}`));
-  if (sigma) checkSigma(sigma);
 
   const absoluteSigma = options.absoluteSigma ?? false;
   if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
@@ -278,6 +287,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     y,
     sigma,
     nPoints,
+    totalSumOfSquares: response.totalSumOfSquares,
     absoluteSigma,
     solver: {
       ftol: tolerance(options.ftol, 'ftol', kDefaultTolerance),
@@ -295,9 +305,4 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
 function checkFinite(values: Float64Array, field: string): void {
   const i = loadAddon().firstNonFinite(values);
   if (i >= 0) throw invalidInput(field, `value ${values[i]} at index ${i} is not finite`);
-}
-
-function checkSigma(sigma: Float64Array): void {
-  const i = loadAddon().firstInvalidSigma(sigma);
-  if (i >= 0) throw invalidInput('data.sigma', `value ${sigma[i]} at index ${i} is not a finite number > 0`);
 }

@@ -316,8 +316,7 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceMethod<&NlfitAddon::FinishTree>("finishTree", napi_enumerable),
                           InstanceMethod<&NlfitAddon::Covariance>("covariance", napi_enumerable),
                           InstanceMethod<&NlfitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
-                          InstanceMethod<&NlfitAddon::FirstInvalidSigma>("firstInvalidSigma", napi_enumerable),
-                          InstanceMethod<&NlfitAddon::TotalSumOfSquares>("totalSumOfSquares", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::ScanResponse>("scanResponse", napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
                           InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
@@ -331,15 +330,9 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                                              values.Data(), static_cast<int64_t>(values.ElementLength()))));
   }
 
-  // firstInvalidSigma(sigma: Float64Array) -> index of the first value not finite and > 0, or -1
-  Napi::Value FirstInvalidSigma(const Napi::CallbackInfo& info) {
-    const Napi::Float64Array sigma = float64Arg(info[0], "sigma");
-    return Napi::Number::New(info.Env(), static_cast<double>(nlfit::firstInvalidSigma(
-                                             sigma.Data(), static_cast<int64_t>(sigma.ElementLength()))));
-  }
-
-  // totalSumOfSquares(y: Float64Array, sigma: Float64Array | null) -> weighted TSS about the weighted mean
-  Napi::Value TotalSumOfSquares(const Napi::CallbackInfo& info) {
+  // scanResponse(y: Float64Array, sigma: Float64Array | null)
+  //   -> { firstInvalidY, firstInvalidSigma, totalSumOfSquares }
+  Napi::Value ScanResponse(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Napi::Float64Array y = float64Arg(info[0], "y");
     const double* sigma = nullptr;
@@ -348,8 +341,12 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
       if (s.ElementLength() != y.ElementLength()) throwRange(env, "sigma and y differ in length");
       sigma = s.Data();
     }
-    return Napi::Number::New(
-        env, nlfit::weightedTotalSumOfSquares(y.Data(), sigma, static_cast<int64_t>(y.ElementLength())));
+    const nlfit::ResponseScan scan = nlfit::scanResponse(y.Data(), sigma, static_cast<int64_t>(y.ElementLength()));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("firstInvalidY", static_cast<double>(scan.firstInvalidY));
+    o.Set("firstInvalidSigma", static_cast<double>(scan.firstInvalidSigma));
+    o.Set("totalSumOfSquares", scan.totalSumOfSquares);
+    return o;
   }
 
   // finishTree(parts: Float64Array[], nBlocks, q) -> Float64Array (q*q)
