@@ -77,12 +77,16 @@ x = np.fromfile(sys.argv[1], dtype='<f8'); y = np.fromfile(sys.argv[2], dtype='<
 def f(x, a, b, c): return a*np.exp(-b*x)+c
 def jac(x, a, b, c):
     e = np.exp(-b*x); return np.stack([e, -a*x*e, np.ones_like(x)], axis=1)
-t = time.perf_counter(); popt, pcov = curve_fit(f, x, y, p0=[${p0.a}, ${p0.b}, ${p0.c}], jac=jac, method='lm'); dt = time.perf_counter() - t
-print(json.dumps({'ms': dt*1000, 'params': popt.tolist()}))`;
+out = []
+for label, kw in [('analytic jac', {'jac': jac}), ('finite differences', {})]:
+    t = time.perf_counter(); popt, pcov = curve_fit(f, x, y, p0=[${p0.a}, ${p0.b}, ${p0.c}], method='lm', **kw); dt = time.perf_counter() - t
+    out.append({'label': label, 'ms': dt*1000, 'params': popt.tolist()})
+print(json.dumps(out))`;
       const run = spawnSync('python3', ['-c', script, join(dir, 'x.bin'), join(dir, 'y.bin')], { encoding: 'utf8', maxBuffer: 1 << 20 });
       if (run.status === 0) {
-        const r = JSON.parse(run.stdout.trim().split('\n').pop());
-        rows.push({ engine: `scipy ${probe.stdout.trim()} curve_fit lm (analytic jac, 1 run)`, bestMs: r.ms, medianMs: r.ms, passes: null, nsPerPointPass: null, params: { a: r.params[0], b: r.params[1], c: r.params[2] }, success: true });
+        for (const r of JSON.parse(run.stdout.trim().split('\n').pop())) {
+          rows.push({ engine: `scipy ${probe.stdout.trim()} curve_fit lm, ${r.label} (1 run)`, bestMs: r.ms, medianMs: r.ms, passes: null, nsPerPointPass: null, params: { a: r.params[0], b: r.params[1], c: r.params[2] }, success: true });
+        }
       } else {
         console.log(`scipy failed: ${run.stderr.slice(-500)}`);
       }
@@ -100,6 +104,9 @@ for (const r of rows) {
 }
 const one = rows.find((r) => r.engine === 'nlfit 1 thread');
 const all = rows.find((r) => r.engine.startsWith('nlfit') && r !== one);
+for (const peer of rows.filter((r) => r.engine.startsWith('scipy'))) {
+  if (all) console.log(`${all.engine} vs ${peer.engine}: ${(peer.bestMs / all.bestMs).toFixed(1)}x faster`);
+}
 if (one && all) {
   console.log(`\nspeed-up ${all.engine} vs 1 thread: ${(one.bestMs / all.bestMs).toFixed(2)}x (best), ${(one.medianMs / all.medianMs).toFixed(2)}x (median); parameters bitwise identical: ${all.identicalToOneThread}`);
 }
