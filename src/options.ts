@@ -3,7 +3,7 @@
  * them. Everything a fit needs is checked here, before any work starts, and
  * turned into a NormalizedFit the rest of the library can trust.
  */
-import { invalidInput, invalidRange, invalidType } from './errors.js';
+import { closestName, invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { toFloat64Column, type ColumnInput } from './data/columns.js';
@@ -71,30 +71,8 @@ export interface NormalizedFit {
 }
 
 function suggest(name: string, known: readonly string[]): string {
-  let best = '';
-  let bestDistance = Infinity;
-  for (const candidate of known) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = candidate;
-    }
-  }
-  return bestDistance <= 2 ? ` (did you mean '${best}'?)` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length]!;
+  const close = closestName(name, known);
+  return close === undefined ? '' : ` (did you mean '${close}'?)`;
 }
 
 function tolerance(value: unknown, field: string, fallback: number): number {

@@ -2,6 +2,8 @@
  * A small, strict command-line parser: --flag value, --flag=value, boolean
  * flags, positionals. Unknown flags are errors with a suggestion.
  */
+import { closestName } from '../errors.js';
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -19,20 +21,6 @@ export interface ParsedArgs {
   flags: Map<string, string | true>;
 }
 
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const saved = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = saved;
-    }
-  }
-  return d[b.length]!;
-}
-
 export function parseArgs(argv: string[], specs: Record<string, FlagSpec>): ParsedArgs {
   const positionals: string[] = [];
   const flags = new Map<string, string | true>();
@@ -46,9 +34,8 @@ export function parseArgs(argv: string[], specs: Record<string, FlagSpec>): Pars
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     const spec = specs[name];
     if (!spec) {
-      const known = Object.keys(specs);
-      const close = known.filter((k) => distance(k, name) <= 2);
-      throw new UsageError(`unknown flag --${name}${close.length ? ` (did you mean --${close[0]}?)` : ''}`);
+      const close = closestName(name, Object.keys(specs));
+      throw new UsageError(`unknown flag --${name}${close === undefined ? '' : ` (did you mean --${close}?)`}`);
     }
     if (!spec.value) {
       if (eq !== -1) throw new UsageError(`--${name} takes no value`);

@@ -8,20 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "columns.hpp"
 
+using namespace nlfit_test;
+
 namespace {
-
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passed;
-  } else {
-    ++failed;
-    std::printf("FAIL %s\n", what.c_str());
-  }
-}
 
 long double referenceTss(const std::vector<double>& y, const std::vector<double>* sigma) {
   long double w = 0, wy = 0;
@@ -106,6 +98,5 @@ void testInvalid() {
 int main() {
   testAccuracy();
   testInvalid();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return report();
 }

@@ -21,22 +21,14 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "program.hpp"
 
 using namespace nlfit;
+using namespace nlfit_test;
 
 namespace {
 
-int gPassed = 0, gFailed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++gPassed;
-  } else {
-    ++gFailed;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 // ---- building programs by hand ------------------------------------------------
 
@@ -1128,6 +1120,5 @@ int main() {
   testMasksPaddingAndWeights();
   testDeterminism();
   testFuzz();
-  std::printf("%d passed, %d failed\n", gPassed, gFailed);
-  return gFailed == 0 ? 0 : 1;
+  return report();
 }

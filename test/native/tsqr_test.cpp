@@ -24,53 +24,14 @@
 #include <utility>
 #include <vector>
 
+#include "check.hpp"
 #include "layout.hpp"
 #include "tsqr.hpp"
 
 using namespace nlfit;
+using namespace nlfit_test;
 
 namespace {
-
-int gPassed = 0;
-int gFailed = 0;
-
-std::string format(const char* fmt, ...) {
-  char buffer[512];
-  va_list args;
-  va_start(args, fmt);
-  std::vsnprintf(buffer, sizeof buffer, fmt, args);
-  va_end(args);
-  return buffer;
-}
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++gPassed;
-    return;
-  }
-  ++gFailed;
-  std::printf("FAIL %s\n", what.c_str());
-  std::fflush(stdout);
-}
-
-// splitmix64: small, fast and the same sequence on every platform.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform on [-1, 1).
-  double symmetric() { return static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0; }
-  // Uniform integer in [0, n).
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
-
- private:
-  uint64_t state_;
-};
 
 template <typename T>
 void shuffle(std::vector<T>& v, Rng& rng) {
@@ -854,6 +815,5 @@ int main() {
       check(false, std::string(name) + " threw: " + e.what());
     }
   }
-  std::printf("%d passed, %d failed\n", gPassed, gFailed);
-  return gFailed == 0 ? 0 : 1;
+  return report();
 }
