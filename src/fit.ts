@@ -108,7 +108,10 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     statistics,
     success: state.success,
     status: state.status,
-    message: state.message,
+    message:
+      state.nonFiniteTrials > 0
+        ? `${state.message} ${state.nonFiniteTrials} trial point${state.nonFiniteTrials === 1 ? '' : 's'} gave non-finite model values or derivatives and ${state.nonFiniteTrials === 1 ? 'was' : 'were'} rejected.`
+        : state.message,
     iterations: state.iterations,
     nfev: state.nfev,
     njev: state.njev,

@@ -38,6 +38,8 @@ export interface NativeSolverState {
   iterations: number;
   nfev: number;
   njev: number;
+  /** Trial points where the model or its derivatives were not finite. */
+  nonFiniteTrials: number;
   maxFev: number;
   /** (p+1)^2 factor of [J | r] at x. */
   factor: Float64Array;

@@ -183,6 +183,16 @@ describe('results', () => {
     for (const v of r.values) expect(Number.isFinite(v)).toBe(true);
   });
 
+  it('says so when the model is not finite around the parameters it reached', async () => {
+    // The data want c = 1, but sqrt(x - c) is NaN for c > 0 at x = 0.
+    const xs = Array.from({ length: 50 }, (_, i) => 0.2 * i);
+    const ys = xs.map((v) => (v < 1 ? 0 : 2 * Math.sqrt(v - 1)));
+    const r = await fit({ model: 'a*sqrt(x - c)', data: { x: xs, y: ys }, p0: { a: 1, c: -0.5 } });
+    expect(r.success).toBe(false);
+    expect(['max_fev', 'nonfinite_edge']).toContain(r.status);
+    expect(r.message).toMatch(/\d+ trial points gave non-finite model values or derivatives/);
+  });
+
   it('gives an infinite covariance where it does not exist', async () => {
     const r = await fit({ model: 'a*b*x+c', data: { x, y }, p0: { a: 1, b: 2, c: 0 } });
     expect(r.rank).toBe(2);

@@ -299,6 +299,7 @@ class Solver : public Napi::ObjectWrap<Solver> {
       o.Set("iterations", static_cast<double>(lm_->iterations()));
       o.Set("nfev", static_cast<double>(lm_->nfev()));
       o.Set("njev", static_cast<double>(lm_->njev()));
+      o.Set("nonFiniteTrials", static_cast<double>(lm_->nonFiniteTrials()));
       o.Set("maxFev", static_cast<double>(lm_->options().maxFev));
       o.Set("factor", copyOut(env, lm_->factor().data(), lm_->factor().size()));
       return o;

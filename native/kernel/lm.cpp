@@ -291,6 +291,7 @@ const char* lmStatusName(LMStatus status) {
     case LMStatus::GtolLimit: return "gtol_limit";
     case LMStatus::NonFiniteStart: return "nonfinite_start";
     case LMStatus::Aborted: return "aborted";
+    case LMStatus::NonFiniteEdge: return "nonfinite_edge";
   }
   return "unknown";
 }
@@ -330,6 +331,10 @@ std::string lmStatusMessage(LMStatus status, const LMOptions& o) {
       out << "The model or its derivatives are not finite at the starting point.";
       break;
     case LMStatus::Aborted: out << "The fit was aborted."; break;
+    case LMStatus::NonFiniteEdge:
+      out << "The fit stopped at the edge of the region where the model is finite: the trial points around the "
+             "last parameters gave non-finite values, so they need not be an optimum.";
+      break;
   }
   return out.str();
 }
@@ -408,6 +413,7 @@ void LevenbergMarquardt::tell(const double* R) {
     return;
   }
 
+  if (!finite) ++nonFiniteTrials_;
   const double fnorm1 = finite ? residualNorm(R, p_) : std::numeric_limits<double>::infinity();
   const double actred = (finite && 0.1 * fnorm1 < fnorm_) ? 1.0 - (fnorm1 / fnorm_) * (fnorm1 / fnorm_) : -1.0;
   const double ratio = prered_ != 0.0 ? actred / prered_ : 0.0;
@@ -439,11 +445,12 @@ void LevenbergMarquardt::tell(const double* R) {
   if (accepted) factorAtX_.assign(R, R + static_cast<size_t>(q) * q);
   if (ftolMet && xtolMet) return finish(LMStatus::FtolXtol);
   if (ftolMet) return finish(LMStatus::Ftol);
-  if (xtolMet) return finish(LMStatus::Xtol);
+  // A step bound that collapsed on non-finite trials is no sign of convergence.
+  if (xtolMet) return finish(finite ? LMStatus::Xtol : LMStatus::NonFiniteEdge);
   if (fnorm_ == 0.0) return finish(LMStatus::FtolLimit);
   if (nfev_ >= options_.maxFev) return finish(LMStatus::MaxFev);
   if (std::fabs(actred) <= kEps && prered_ <= kEps && 0.5 * ratio <= 1.0) return finish(LMStatus::FtolLimit);
-  if (delta_ <= kEps * xnorm_) return finish(LMStatus::XtolLimit);
+  if (delta_ <= kEps * xnorm_) return finish(finite ? LMStatus::XtolLimit : LMStatus::NonFiniteEdge);
   if (gnorm_ <= kEps) return finish(LMStatus::GtolLimit);
 
   if (accepted) {

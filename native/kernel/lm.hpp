@@ -46,6 +46,9 @@ enum class LMStatus : int {
   GtolLimit = 8,     // gtol below machine precision: residual orthogonal to the Jacobian
   NonFiniteStart = 9,  // model or derivatives not finite at the starting point
   Aborted = 10,
+  // The step bound collapsed because the trial points around x were not
+  // finite: x may lie at the edge of the model's domain, not at an optimum.
+  NonFiniteEdge = 11,
 };
 
 bool lmSucceeded(LMStatus status);
@@ -72,6 +75,8 @@ class LevenbergMarquardt {
   int64_t iterations() const { return iterations_; }
   int64_t nfev() const { return nfev_; }
   int64_t njev() const { return njev_; }
+  // Trial points at which the factor was not finite (the start excluded).
+  int64_t nonFiniteTrials() const { return nonFiniteTrials_; }
   const LMOptions& options() const { return options_; }
 
  private:
@@ -92,7 +97,7 @@ class LevenbergMarquardt {
   std::vector<int> ipvt_;
   double fnorm_ = 0.0, xnorm_ = 0.0, delta_ = 0.0, par_ = 0.0, gnorm_ = 0.0;
   double pnorm_ = 0.0, prered_ = 0.0, dirder_ = 0.0;
-  int64_t iterations_ = 0, nfev_ = 0, njev_ = 0;
+  int64_t iterations_ = 0, nfev_ = 0, njev_ = 0, nonFiniteTrials_ = 0;
 };
 
 // Column-pivoted Householder QR of the leading p x p block of a factor R

@@ -80,7 +80,7 @@ export class FitResult {
   /** Numerical rank of the Jacobian at the solution. */
   readonly rank: number;
   readonly success: boolean;
-  /** How the solver ended: 'ftol', 'xtol', 'ftol_xtol', 'gtol', 'max_fev', 'ftol_limit', 'xtol_limit', 'gtol_limit'. */
+  /** How the solver ended: 'ftol', 'xtol', 'ftol_xtol', 'gtol', 'ftol_limit', 'xtol_limit', 'gtol_limit' (converged); 'max_fev', 'nonfinite_edge' (not). */
   readonly status: string;
   readonly message: string;
   readonly iterations: number;

@@ -602,6 +602,29 @@ void testPivotedFactor() {
         format("pivotedFactor: qtf gives the same least-squares solution (relative error %.3g)", worstSolution));
 }
 
+// Every trial point after a valid start is non-finite (x sits at the edge of
+// the model's domain): the step bound collapses until the xtol test would
+// fire, and that must not be reported as convergence.
+void testNonFiniteEdge() {
+  const NistProblem problem = misra1a();
+  LevenbergMarquardt lm(2, problem.starts[1].data(), LMOptions{});
+  const std::vector<double> start = factorAt(problem.model, problem.data, lm.ask());
+  lm.tell(start.data());
+  std::vector<double> invalid(start.size(), std::numeric_limits<double>::quiet_NaN());
+  int told = 0;
+  while (lm.running() && told < 1000) {
+    lm.tell(invalid.data());
+    ++told;
+  }
+  check(lm.status() == LMStatus::NonFiniteEdge,
+        std::string("all trials non-finite: status nonfinite_edge (got ") + lmStatusName(lm.status()) + ")");
+  check(!lmSucceeded(lm.status()), "nonfinite_edge is not a success");
+  check(lm.nonFiniteTrials() == told, format("every non-finite trial counted (%lld of %d)",
+                                             static_cast<long long>(lm.nonFiniteTrials()), told));
+  check(lm.x() == problem.starts[1], "x() stays at the last finite point");
+  check(told < 100, format("the step bound collapses quickly (%d trials)", told));
+}
+
 void testStatuses() {
   struct Case {
     LMStatus status;
@@ -614,7 +637,7 @@ void testStatuses() {
       {LMStatus::Gtol, "gtol", true},              {LMStatus::MaxFev, "max_fev", false},
       {LMStatus::FtolLimit, "ftol_limit", true},   {LMStatus::XtolLimit, "xtol_limit", true},
       {LMStatus::GtolLimit, "gtol_limit", true},   {LMStatus::NonFiniteStart, "nonfinite_start", false},
-      {LMStatus::Aborted, "aborted", false},
+      {LMStatus::Aborted, "aborted", false},       {LMStatus::NonFiniteEdge, "nonfinite_edge", false},
   };
   for (const Case& c : cases) {
     check(std::string(lmStatusName(c.status)) == c.name,
@@ -646,6 +669,7 @@ int main() {
       {"testMaxFev", testMaxFev},
       {"testNonFiniteStart", testNonFiniteStart},
       {"testNonFiniteTrial", testNonFiniteTrial},
+      {"testNonFiniteEdge", testNonFiniteEdge},
       {"testCovariance", testCovariance},
       {"testPivotedFactor", testPivotedFactor},
       {"testStatuses", testStatuses},
