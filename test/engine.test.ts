@@ -25,6 +25,30 @@ describe('engine lifecycle', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
   }, 40_000);
 
+  it('keeps the event loop free during a pooled fit', async () => {
+    const engine = new Engine({ threads: 2 });
+    await engine.warmup();
+    const n = 2_000_000;
+    const x = new Float64Array(n).map((_, i) => (i / n) * 5);
+    const y = x.map((v) => 3 * Math.exp(-1.1 * v) + 0.4 + 0.01 * Math.sin(1000 * v));
+    let ticks = 0;
+    let longestGapMs = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+      ticks++;
+    }, 1);
+    const r = await engine.fit({ model: 'a*exp(-b*x)+c', data: { x, y }, p0: [1, 2, 0], strategy: 'chunked' });
+    clearInterval(timer);
+    await engine.close();
+    expect(r.success).toBe(true);
+    expect(ticks).toBeGreaterThan(r.nfev);
+    // Passes run on the workers; the main thread only merges factors.
+    expect(longestGapMs).toBeLessThan(250);
+  }, 60_000);
+
   it('a closed engine refuses to fit', async () => {
     const engine = new Engine({ threads: 2 });
     await engine.warmup();

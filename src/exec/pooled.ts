@@ -41,8 +41,10 @@ export class PooledEvaluator implements Evaluator {
     const started = performance.now();
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
+    let failed = false;
     const runner = async (): Promise<void> => {
-      while (next < this.ranges.length) {
+      // After a failed task the other runners stop taking new ranges.
+      while (next < this.ranges.length && !failed) {
         const index = next++;
         const [blockStart, blockEnd] = this.ranges[index]!;
         const task: PassTask = {
@@ -57,7 +59,13 @@ export class PooledEvaluator implements Evaluator {
           blockStart,
           blockEnd,
         };
-        const part = (await this.pool.run(task)) as PassPart;
+        let part: PassPart;
+        try {
+          part = (await this.pool.run(task)) as PassPart;
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
         parts[index] = part.roots;
         this.stats.kernelMs += part.kernelMs;
       }
