@@ -1,6 +1,7 @@
 // The public fit() API: input validation, result fields, honest failures.
 import { describe, expect, it } from 'vitest';
 import { Engine, fit, ModelError } from '../dist/index.js';
+import { toFloat64Column } from '../dist/data/columns.js';
 
 const x = Array.from({ length: 40 }, (_, i) => i / 4);
 const y = x.map((v) => 3 * Math.exp(-0.8 * v) + 0.5 + 0.01 * Math.sin(7 * v));
@@ -198,6 +199,25 @@ describe('results', () => {
     expect(r.rank).toBe(2);
     expect(r.covariance.flat().every((v) => v === Infinity)).toBe(true);
     expect(r.stderr.a).toBe(Infinity);
+  });
+
+  it('uses a SharedArrayBuffer-backed Float64Array without copying it, and copies anything else once', () => {
+    const shared = new Float64Array(new SharedArrayBuffer(8 * 4)).fill(2);
+    expect(toFloat64Column(shared, 'data.x')).toBe(shared);
+    const plain = Float64Array.from([1, 2, 3]);
+    const copied = toFloat64Column(plain, 'data.x');
+    expect(copied).not.toBe(plain);
+    expect(copied.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Array.from(copied)).toEqual([1, 2, 3]);
+  });
+
+  it('has no scaled covariance without degrees of freedom', async () => {
+    const r = await fit({ model: 'a*exp(-b*x)+c', data: { x: [0, 1, 2], y: [4, 2, 1.5] }, p0: [3, 1, 1] });
+    expect(r.dof).toBe(0);
+    expect(r.reducedChi2).toBe(Infinity);
+    expect(r.covariance.flat().every((v) => v === Infinity)).toBe(true);
+    const absolute = await fit({ model: 'a*exp(-b*x)+c', data: { x: [0, 1, 2], y: [4, 2, 1.5] }, p0: [3, 1, 1], absoluteSigma: true });
+    expect(Number.isFinite(absolute.covariance[0]![0])).toBe(true);
   });
 
   it('absoluteSigma keeps the covariance as given by sigma', async () => {
