@@ -189,9 +189,13 @@ describe('results', () => {
     const xs = Array.from({ length: 50 }, (_, i) => 0.2 * i);
     const ys = xs.map((v) => (v < 1 ? 0 : 2 * Math.sqrt(v - 1)));
     const r = await fit({ model: 'a*sqrt(x - c)', data: { x: xs, y: ys }, p0: { a: 1, c: -0.5 } });
-    expect(r.success).toBe(false);
-    expect(['max_fev', 'nonfinite_edge']).toContain(r.status);
+    // Whichever way it ends (at the edge of the domain, like an active bound,
+    // or out of evaluations), it stays where the model is finite and says
+    // that trial points were rejected.
+    expect(r.params.c).toBeLessThanOrEqual(0);
+    expect(Number.isFinite(r.rss)).toBe(true);
     expect(r.message).toMatch(/\d+ trial points gave non-finite model values or derivatives/);
+    if (!r.success) expect(['max_fev', 'nonfinite_edge']).toContain(r.status);
   });
 
   it('gives an infinite covariance where it does not exist', async () => {

@@ -34,6 +34,9 @@ class ReductionError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// Most columns a factor may have (parameters + 1).
+constexpr int kMaxFactorColumns = 65;
+
 // Householder QR of the block A (kBlockSize x q, column major, aligned to
 // kAlign; destroyed). Writes the q x q row-major upper-triangular factor R.
 void blockFactor(double* A, int q, double* R);
