@@ -171,13 +171,29 @@ void blockFactor(double* A, int q, double* R) {
 
 void mergeFactors(double* R1, double* R2, int q) {
   for (int k = 0; k < q; ++k) {
-    // The column to annihilate: R1[k][k] over R2[0..k][k].
+    // The column to annihilate: R1[k][k] over R2[0..k][k]. A plain sum of
+    // squares, with the scaled norm only when it may have over- or
+    // underflowed (this runs about once per block, so hypot's cost showed).
     const double x0 = R1[k * q + k];
-    const double s = std::hypot(x0, stableNorm(R2 + k, k + 1, q));
+    double sumSq = x0 * x0;
+    for (int i = 0; i <= k; ++i) sumSq += R2[i * q + k] * R2[i * q + k];
+    double s;
+    if (sumSq >= kSumSqLow && sumSq <= kSumSqHigh) {
+      s = std::sqrt(sumSq);
+    } else {
+      bool zero = x0 == 0.0;
+      for (int i = 0; i <= k && zero; ++i) zero = R2[i * q + k] == 0.0;
+      s = zero ? 0.0 : std::hypot(x0, stableNorm(R2 + k, k + 1, q));
+    }
     if (s == 0.0) continue;
     const double beta = x0 >= 0.0 ? -s : s;
     const double v0 = x0 - beta;
-    for (int i = 0; i <= k; ++i) R2[i * q + k] /= v0;
+    if (std::fabs(v0) >= kMinSafeReciprocal) {
+      const double inv = 1.0 / v0;
+      for (int i = 0; i <= k; ++i) R2[i * q + k] *= inv;
+    } else {
+      for (int i = 0; i <= k; ++i) R2[i * q + k] /= v0;
+    }
     const double tau = 1.0 + std::fabs(x0) / s;
     for (int j = k + 1; j < q; ++j) {
       double dot = R1[k * q + j];
@@ -191,7 +207,7 @@ void mergeFactors(double* R1, double* R2, int q) {
   }
 }
 
-RangeReducer::RangeReducer(int q) : q_(q), work_(static_cast<size_t>(q) * q) {}
+RangeReducer::RangeReducer(int q) : q_(q) {}
 
 void RangeReducer::push(int64_t blockIndex, const double* R) {
   const size_t qq = static_cast<size_t>(q_) * q_;
@@ -208,9 +224,8 @@ void RangeReducer::push(int64_t blockIndex, const double* R) {
     FactorNode& left = nodes_[nodes_.size() - 2];
     if (left.level != right.level || (left.index & 1) != 0 || right.index != left.index + 1) break;
     double* leftR = factors_.data() + (nodes_.size() - 2) * qq;
-    double* rightR = factors_.data() + (nodes_.size() - 1) * qq;
-    std::memcpy(work_.data(), rightR, qq * sizeof(double));
-    mergeFactors(leftR, work_.data(), q_);
+    // The right factor is popped next, so the merge may destroy it in place.
+    mergeFactors(leftR, factors_.data() + (nodes_.size() - 1) * qq, q_);
     left.level += 1;
     left.index >>= 1;
     nodes_.pop_back();

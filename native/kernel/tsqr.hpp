@@ -71,7 +71,6 @@ class RangeReducer {
   int q_;
   std::vector<FactorNode> nodes_;
   std::vector<double> factors_;  // q*q per node, parallel to nodes_
-  std::vector<double> work_;
 };
 
 // Completes the canonical tree from packed roots (any number of arrays, in any
