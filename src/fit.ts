@@ -13,7 +13,7 @@ import { blockCount, checkLayout } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
 import type { WarmupTask } from './exec/worker.js';
 import { loadAddon } from './native.js';
-import { kInlineMaxPoints, normalizeFitOptions, type FitOptions, type NormalizedFit } from './options.js';
+import { checkDataValues, kInlineMaxPoints, normalizeFitOptions, type FitOptions, type NormalizedFit } from './options.js';
 import { runSolver } from './solver/driver.js';
 import { FitResult } from './solver/result.js';
 import { fitStatistics } from './solver/statistics.js';
@@ -87,7 +87,10 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
   const evaluator = chooseEvaluator(pool, job, columns);
   const setupMs = performance.now() - started;
 
-  const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver);
+  let totalSumOfSquares = NaN;
+  const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver, () => {
+    totalSumOfSquares = checkDataValues(job);
+  });
   if (state.status === 'nonfinite_start') throw nonFiniteStart(job);
 
   const statisticsStarted = performance.now();
@@ -96,7 +99,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     state.fnorm,
     job.paramNames.length,
     job.nPoints,
-    job.totalSumOfSquares,
+    totalSumOfSquares,
     job.absoluteSigma,
   );
   const statisticsMs = performance.now() - statisticsStarted;

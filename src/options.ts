@@ -61,8 +61,6 @@ export interface NormalizedFit {
   y: Float64Array;
   sigma: Float64Array | null;
   nPoints: number;
-  /** Weighted total sum of squares of y about its mean (for R-squared). */
-  totalSumOfSquares: number;
   absoluteSigma: boolean;
   solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
   threads: number;
@@ -230,17 +228,6 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
   }
   const vars = model.variableNames.map((name) => converted.get(name)!);
-  const response = loadAddon().scanResponse(y, sigma);
-  if (response.firstInvalidY >= 0) {
-    const i = response.firstInvalidY;
-    throw invalidInput('data.y', `value ${y[i]} at index ${i} is not finite`);
-  }
-  if (response.firstInvalidSigma >= 0) {
-    const i = response.firstInvalidSigma;
-    throw invalidInput('data.sigma', `value ${sigma![i]} at index ${i} is not a finite number > 0 with a finite weight 1/sigma^2`);
-  }
-  model.variableNames.forEach((name, v) => checkFinite(vars[v]!, `data.${name}`));
-
   const absoluteSigma = options.absoluteSigma ?? false;
   if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
   const p = paramNames.length;
@@ -265,7 +252,6 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     y,
     sigma,
     nPoints,
-    totalSumOfSquares: response.totalSumOfSquares,
     absoluteSigma,
     solver: {
       ftol: tolerance(options.ftol, 'ftol', kDefaultTolerance),
@@ -278,6 +264,26 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     chunkSize,
     strategy,
   };
+}
+
+/**
+ * The value checks on the data: y, the variables the model uses and sigma must
+ * be finite (sigma > 0 with a finite weight). They read every value, so fit()
+ * runs them while the workers compute the first pass. Returns the weighted
+ * total sum of squares of y, which the same pass over y yields (for R-squared).
+ */
+export function checkDataValues(job: NormalizedFit): number {
+  const response = loadAddon().scanResponse(job.y, job.sigma);
+  if (response.firstInvalidY >= 0) {
+    const i = response.firstInvalidY;
+    throw invalidInput('data.y', `value ${job.y[i]} at index ${i} is not finite`);
+  }
+  if (response.firstInvalidSigma >= 0) {
+    const i = response.firstInvalidSigma;
+    throw invalidInput('data.sigma', `value ${job.sigma![i]} at index ${i} is not a finite number > 0 with a finite weight 1/sigma^2`);
+  }
+  job.model.variableNames.forEach((name, v) => checkFinite(job.vars[v]!, `data.${name}`));
+  return response.totalSumOfSquares;
 }
 
 function checkFinite(values: Float64Array, field: string): void {

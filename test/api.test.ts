@@ -58,6 +58,22 @@ describe('bad input is rejected with a message naming the problem', () => {
     expect(error.message).toMatch(/data\.y/);
     expect(error.message).toMatch(/index 17/);
   });
+  it('bad values in large data on the pool, checked while the first pass runs', async () => {
+    const n = 200_000;
+    const bigX = new Float64Array(n).map((_, i) => i / n);
+    const bigY = bigX.map((v) => 2 * v + 1);
+    bigX[n - 3] = NaN;
+    await expect(fit({ model: 'a*x+b', data: { x: bigX, y: bigY }, p0: [1, 0], strategy: 'chunked' })).rejects.toThrow(
+      /Invalid data\.x: value NaN at index 199997 is not finite/,
+    );
+    bigX[n - 3] = 0.5;
+    const sigma = new Float64Array(n).fill(1);
+    sigma[12345] = -1;
+    await expect(fit({ model: 'a*x+b', data: { x: bigX, y: bigY, sigma }, p0: [1, 0], strategy: 'chunked' })).rejects.toThrow(
+      /Invalid data\.sigma: value -1 at index 12345/,
+    );
+  });
+
   it('Infinity in a variable', async () => {
     const bad = x.slice();
     bad[3] = Infinity;

@@ -12,13 +12,34 @@ export interface SolverRun {
   solverMs: number;
 }
 
-export async function runSolver(evaluator: Evaluator, x0: Float64Array, options: SolverOptions): Promise<SolverRun> {
+/**
+ * Runs the solver to its end. `whileFirstPassRuns`, if given, is called once
+ * the first pass has been dispatched (synchronous work the calling thread can
+ * do while the workers compute); if it throws, the fit stops with its error.
+ */
+export async function runSolver(
+  evaluator: Evaluator,
+  x0: Float64Array,
+  options: SolverOptions,
+  whileFirstPassRuns?: () => void,
+): Promise<SolverRun> {
   const solver = new (loadAddon().Solver)(x0, options);
   let solverMs = 0;
+  let first = true;
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
-    const factor = await evaluator.evaluate(trialParams);
+    const pass = evaluator.evaluate(trialParams);
+    if (first && whileFirstPassRuns) {
+      first = false;
+      try {
+        whileFirstPassRuns();
+      } catch (error) {
+        pass.catch(() => undefined);
+        throw error;
+      }
+    }
+    const factor = await pass;
     const started = performance.now();
     solver.tell(factor);
     solverMs += performance.now() - started;
