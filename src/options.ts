@@ -23,9 +23,9 @@ export interface FitOptions {
   p0?: Record<string, number> | ArrayLike<number>;
   /** Covariance as given by sigma, not rescaled by the reduced chi-square (scipy's absolute_sigma). Default false. */
   absoluteSigma?: boolean;
-  /** Relative reduction of the sum of squares at which to stop. Default 1.49012e-8 (scipy). */
+  /** Relative reduction of the sum of squares at which to stop (MINPACK's ftol). Default 1e-12 (scipy: 1.49012e-8). */
   ftol?: number;
-  /** Relative change of the parameters at which to stop. Default 1.49012e-8 (scipy). */
+  /** Relative change of the scaled parameters at which to stop (MINPACK's xtol). Default 1e-12 (scipy: 1.49012e-8). */
   xtol?: number;
   /** Orthogonality of residual and Jacobian at which to stop. Default 0 (scipy). */
   gtol?: number;

@@ -31,8 +31,8 @@ Options:
   --json                print the result as JSON
   --threads <n>         worker threads to use
   --absolute-sigma      do not rescale the covariance by the reduced chi-square
-  --ftol <x>            relative tolerance on the sum of squares (default 1.49012e-8)
-  --xtol <x>            relative tolerance on the parameters (default 1.49012e-8)
+  --ftol <x>            relative tolerance on the sum of squares (default 1e-12)
+  --xtol <x>            relative tolerance on the parameters (default 1e-12)
   --gtol <x>            orthogonality tolerance (default 0)
   --max-fev <n>         most passes over the data (default 100*(params+1))
 

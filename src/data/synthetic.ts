@@ -4,7 +4,7 @@
  */
 import { sharedFloat64 } from './columns.js';
 
-/** splitmix64 on BigInt-free 32-bit halves: a small, fast, well-mixed generator. */
+/** mulberry32: a small, fast 32-bit generator; the same seed gives the same sequence everywhere. */
 export class SeededRandom {
   private state: number;
   constructor(seed: number) {
@@ -12,7 +12,6 @@ export class SeededRandom {
   }
   /** Uniform in [0, 1). */
   next(): number {
-    // mulberry32
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
