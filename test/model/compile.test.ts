@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { failure } from './helpers.js';
 import { ModelError } from '../../dist/errors.js';
 import {
   compileModel,
@@ -29,15 +30,6 @@ function countOp(model: CompiledModel, op: number): number {
   return instructions(model).filter((instr) => instr.op === op).length;
 }
 
-function failure(run: () => unknown): { message: string; position: number } {
-  try {
-    run();
-  } catch (error) {
-    if (!(error instanceof ModelError)) throw error;
-    return { message: error.message.slice(0, error.message.indexOf(' at position ')), position: error.position };
-  }
-  throw new Error('expected a ModelError');
-}
 
 /** Checks the SSA rules: operands earlier, no duplicate instruction, every value but the last used. */
 function expectWellFormed(model: CompiledModel): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ModelError } from '../../dist/errors.js';
+import { failure } from './helpers.js';
 import { compileModel, evaluateCompiled, parseExpression, tokenize, type Expr } from '../../dist/model/index.js';
 
 /** Evaluates `source` with a, b, c as parameters and x as the only column. */
@@ -24,15 +24,6 @@ function show(expr: Expr): string {
   }
 }
 
-function failure(run: () => unknown): { message: string; position: number } {
-  try {
-    run();
-  } catch (error) {
-    if (!(error instanceof ModelError)) throw error;
-    return { message: error.message.slice(0, error.message.indexOf(' at position ')), position: error.position };
-  }
-  throw new Error('expected a ModelError');
-}
 
 describe('precedence and associativity', () => {
   it.each([

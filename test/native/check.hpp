@@ -5,7 +5,9 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <string>
+#include <utility>
 
 namespace nlfit_test {
 
@@ -24,6 +26,22 @@ inline void check(bool ok, const std::string& what) {
 }
 
 // Prints the closing line and returns the process exit code.
+inline int report();
+
+// Runs named tests in order; an exception escaping one is one failure and the
+// others still run. Returns the process exit code.
+template <size_t N>
+int runTests(const std::pair<const char*, void (*)()> (&tests)[N]) {
+  for (const auto& [name, test] : tests) {
+    try {
+      test();
+    } catch (const std::exception& e) {
+      check(false, std::string(name) + " threw: " + e.what());
+    }
+  }
+  return report();
+}
+
 inline int report() {
   std::printf("%d passed, %d failed\n", gPassed, gFailed);
   return gFailed == 0 ? 0 : 1;

@@ -807,13 +807,5 @@ int main() {
       {"testRangeReducerOrder", testRangeReducerOrder},
       {"testChainAccuracy", testChainAccuracy},
   };
-  for (const auto& [name, test] : tests) {
-    // An exception escaping a test is one failure; the other tests still run.
-    try {
-      test();
-    } catch (const std::exception& e) {
-      check(false, std::string(name) + " threw: " + e.what());
-    }
-  }
-  return report();
+  return runTests(tests);
 }
