@@ -42,6 +42,7 @@ describe('bitwise reproducibility on a 1M-point problem', () => {
       expect(r.strategy, JSON.stringify(runs[i])).toBe(runs[i]!.strategy);
       expect(bits(r.values), JSON.stringify(runs[i])).toBe(bits(reference.values));
       expect(r.rss).toBe(reference.rss);
+      expect(r.rSquared).toBe(reference.rSquared);
       expect(r.covariance).toEqual(reference.covariance);
       expect(r.nfev).toBe(reference.nfev);
     }
