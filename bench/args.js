@@ -11,8 +11,7 @@ has scipy) and a C++ roofline loop; prints markdown tables and PASS/FAIL lines
 for the targets, and writes JSON and an SVG chart to bench/results/.
 
 Options:
-  --quick          a subset under two minutes: exp3 only (ml-lm up to 1e5 with its default
-                   iterations, 1e6 tuned) and the cold start
+  --quick          a subset under two minutes: exp3 only (ml-lm up to 1e6) and the cold start
   --large          add 1e8 points
   --filter <text>  only trials whose id ("exp3/1e6/nlfit-2t", "coldstart/1e3/nlfit")
                    contains <text> or matches it as a regular expression; repeatable
