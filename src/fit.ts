@@ -7,13 +7,20 @@
  */
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
-import { EnginePool, type EngineOptions } from './exec/engine.js';
+import { EnginePool } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
 import { blockCount, checkLayout } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
 import type { WarmupTask } from './exec/worker.js';
 import { loadAddon } from './native.js';
-import { checkDataValues, kInlineMaxPoints, normalizeFitOptions, type FitOptions, type NormalizedFit } from './options.js';
+import {
+  checkDataValues,
+  kInlineMaxPoints,
+  normalizeFitOptions,
+  type EngineOptions,
+  type FitOptions,
+  type NormalizedFit,
+} from './options.js';
 import { runSolver } from './solver/driver.js';
 import { FitResult } from './solver/result.js';
 import { fitStatistics } from './solver/statistics.js';

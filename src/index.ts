@@ -6,8 +6,7 @@
  *   console.log(r.summary());
  */
 export { fit, Engine, getDefaultEngine } from './fit.js';
-export type { EngineOptions } from './exec/engine.js';
-export type { FitOptions, ModelSpec, Strategy } from './options.js';
+export type { EngineOptions, FitOptions, ModelSpec, Strategy } from './options.js';
 export { FitResult, type FitTiming } from './solver/result.js';
 export { ModelError } from './errors.js';
 export { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';

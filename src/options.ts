@@ -3,6 +3,7 @@
  * them. Everything a fit needs is checked here, before any work starts, and
  * turned into a NormalizedFit the rest of the library can trust.
  */
+import { availableParallelism } from 'node:os';
 import { closestName, invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
@@ -86,6 +87,23 @@ function positiveInteger(value: unknown, field: string, max = Number.MAX_SAFE_IN
     throw invalidRange(field, max === Number.MAX_SAFE_INTEGER ? 'positive integer' : `integer from 1 to ${max}`, value);
   }
   return value;
+}
+
+export interface EngineOptions {
+  /** Worker threads in the pool (default: the available parallelism). */
+  threads?: number;
+}
+
+const kMaxEngineThreads = 1024;
+
+/** Validates Engine options; throws TypeError/RangeError naming the field. */
+export function normalizeEngineOptions(input: unknown): { threads: number } {
+  if (input === null || typeof input !== 'object') throw invalidType('engine options', 'object', input);
+  for (const key of Object.keys(input)) {
+    if (key !== 'threads') throw new TypeError(`Unknown engine option '${key}' (known: threads)`);
+  }
+  const threads = (input as EngineOptions).threads;
+  return { threads: threads === undefined ? availableParallelism() : positiveInteger(threads, 'threads', kMaxEngineThreads) };
 }
 
 function resolveModel(spec: unknown): { source: string; catalog: CatalogModel | null } {

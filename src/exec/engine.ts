@@ -9,17 +9,10 @@
  * Workers start on the first fit that needs them (or on warmup()). Idle
  * workers do not keep the process alive, so a script may exit without close().
  */
-import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { invalidRange, invalidType } from '../errors.js';
-
-export interface EngineOptions {
-  /** Worker threads in the pool (default: the available parallelism). */
-  threads?: number;
-}
+import { normalizeEngineOptions, type EngineOptions } from '../options.js';
 
 const kIdleTimeoutMs = 60_000;
-const kMaxThreads = 1024;
 
 export class EnginePool {
   readonly threads: number;
@@ -27,20 +20,7 @@ export class EnginePool {
   private closed = false;
 
   constructor(options: EngineOptions = {}) {
-    if (options === null || typeof options !== 'object') throw invalidType('engine options', 'object', options);
-    for (const key of Object.keys(options)) {
-      if (key !== 'threads') throw new TypeError(`Unknown engine option '${key}' (known: threads)`);
-    }
-    const threads = options.threads ?? availableParallelism();
-    if (typeof threads !== 'number') throw invalidType('threads', 'positive integer', threads);
-    if (!Number.isInteger(threads) || threads < 1 || threads > kMaxThreads) {
-      throw invalidRange('threads', `integer from 1 to ${kMaxThreads}`, threads);
-    }
-    this.threads = threads;
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
+    this.threads = normalizeEngineOptions(options).threads;
   }
 
   /** The worker pool, created on first use. */

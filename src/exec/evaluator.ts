@@ -7,8 +7,6 @@
  * of the whole data set's rows, identical to the last bit whichever evaluator
  * computed it (the blocks and the reduction tree are fixed: tsqr.hpp).
  */
-import type { NativeKernel } from '../native.js';
-
 export interface PassStats {
   /** Passes over the data. */
   passes: number;
@@ -36,11 +34,4 @@ export interface PassColumns {
 export interface ProgramCode {
   code: Int32Array;
   consts: Float64Array;
-}
-
-/** Evaluates the model values for points [start, start+count) with a kernel; used by predict. */
-export function predictWith(kernel: NativeKernel, params: Float64Array, vars: Float64Array[], start: number, count: number): Float64Array {
-  const out = new Float64Array(count);
-  kernel.predict(params, vars, start, count, out);
-  return out;
 }
