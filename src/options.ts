@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { closestName, invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
-import { toFloat64Column, type ColumnInput } from './data/columns.js';
+import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
 import { loadAddon } from './native.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
@@ -57,7 +57,7 @@ export interface NormalizedFit {
   catalog: CatalogModel | null;
   paramNames: string[];
   p0: Float64Array;
-  /** Every data column converted to float64 (SharedArrayBuffer backed). */
+  /** The variable columns the model reads, float64 in shared memory, in bytecode order. */
   vars: Float64Array[];
   y: Float64Array;
   sigma: Float64Array | null;
@@ -212,28 +212,35 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
   if (columnInputs.y === undefined) throw invalidInput('data', "the response column 'y' is missing");
   const columnNames = Object.keys(columnInputs).filter((name) => !(kReservedColumns as readonly string[]).includes(name));
 
-  // Convert (and check) every column once; lengths must agree.
-  const converted = new Map<string, Float64Array>();
+  // Check every column and that lengths agree; convert (copy into shared
+  // memory) only the columns the fit reads, once each.
   let nPoints = -1;
   for (const [name, column] of Object.entries(columnInputs)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
       throw invalidInput(`data.${name}`, 'column names must be identifiers (letters, digits, _)');
     }
-    const values = toFloat64Column(column, `data.${name}`);
-    if (nPoints === -1) nPoints = values.length;
-    else if (values.length !== nPoints) {
-      throw invalidInput('data', `columns differ in length: data.${name} has ${values.length} values, data.${Object.keys(columnInputs)[0]} has ${nPoints}`);
+    const length = checkColumn(column, `data.${name}`);
+    if (nPoints === -1) nPoints = length;
+    else if (length !== nPoints) {
+      throw invalidInput('data', `columns differ in length: data.${name} has ${length} values, data.${Object.keys(columnInputs)[0]} has ${nPoints}`);
     }
-    converted.set(name, values);
   }
   if (nPoints < 1) throw invalidInput('data', 'the columns are empty');
-  const y = converted.get('y')!;
-  const sigma = converted.get('sigma') ?? null;
+  const converted = new Map<string, Float64Array>();
+  const column = (name: string): Float64Array => {
+    let values = converted.get(name);
+    if (!values) {
+      values = toFloat64Column(columnInputs[name], `data.${name}`);
+      converted.set(name, values);
+    }
+    return values;
+  };
+  const y = column('y');
+  const sigma = columnInputs.sigma === undefined ? null : column('sigma');
 
   const guess = (): number[] => {
-    const x = converted.get('x');
-    if (!x) throw invalidInput('data', `the ${catalog!.name} model needs a column 'x'`);
-    return catalog!.guess(x, y);
+    if (columnInputs.x === undefined) throw invalidInput('data', `the ${catalog!.name} model needs a column 'x'`);
+    return catalog!.guess(column('x'), y);
   };
   const { names: paramNames, values: p0Values } = resolveParams(source, catalog, options.p0, columnNames, guess);
 
@@ -245,7 +252,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
   if (nPoints < paramNames.length) {
     throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
   }
-  const vars = model.variableNames.map((name) => converted.get(name)!);
+  const vars = model.variableNames.map(column);
   const absoluteSigma = options.absoluteSigma ?? false;
   if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
   const p = paramNames.length;

@@ -126,6 +126,14 @@ describe('bad input is rejected with a message naming the problem', () => {
     expect(error).toBeInstanceOf(TypeError);
     expect(error.message).toMatch(/data\.x\[0\]/);
   });
+  it('a data column the model does not use is still checked', async () => {
+    const error = await rejection({ ...good, data: { x, y, note: x.map((v, i) => (i === 4 ? 'n/a' : v)) } });
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toMatch(/data\.note\[4\]/);
+    const lengths = await rejection({ ...good, data: { x, y, note: new Float64Array(3) } });
+    expect(lengths.message).toMatch(/columns differ in length/);
+  });
+
   it('an expression model without p0', async () => {
     const error = await rejection({ model: good.model, data: good.data });
     expect(error.message).toMatch(/p0.*required/);

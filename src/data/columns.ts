@@ -18,26 +18,27 @@ export function sharedFloat64(length: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(length * Float64Array.BYTES_PER_ELEMENT));
 }
 
-export function toFloat64Column(column: unknown, field: string): Float64Array {
-  if (column instanceof Float64Array) {
-    if (isShared(column)) return column;
-    const shared = sharedFloat64(column.length);
-    shared.set(column);
-    return shared;
-  }
-  if (column instanceof Float32Array) {
-    const shared = sharedFloat64(column.length);
-    shared.set(column);
-    return shared;
-  }
+/**
+ * Checks that a column is plain numbers, a Float64Array or a Float32Array and
+ * returns its length, without copying it (for columns a fit does not read).
+ */
+export function checkColumn(column: unknown, field: string): number {
+  if (column instanceof Float64Array || column instanceof Float32Array) return column.length;
   if (Array.isArray(column)) {
-    const shared = sharedFloat64(column.length);
     for (let i = 0; i < column.length; i++) {
       const v: unknown = column[i];
       if (typeof v !== 'number') throw invalidType(`${field}[${i}]`, 'number', v);
-      shared[i] = v;
     }
-    return shared;
+    return column.length;
   }
   throw invalidType(field, 'array of numbers, Float64Array or Float32Array', column);
+}
+
+/** A checked column as float64 in shared memory: as it is if it already is, else copied once. */
+export function toFloat64Column(column: unknown, field: string): Float64Array {
+  const length = checkColumn(column, field);
+  if (column instanceof Float64Array && isShared(column)) return column;
+  const shared = sharedFloat64(length);
+  shared.set(column as ArrayLike<number>);
+  return shared;
 }
