@@ -23,6 +23,13 @@ constexpr double kDwarf = std::numeric_limits<double>::min();
 
 double norm(const std::vector<double>& v) { return stableNorm(v.data(), static_cast<int64_t>(v.size())); }
 
+// |D v|: the norm of v in the scaled variables.
+double scaledNorm(const std::vector<double>& diag, const std::vector<double>& v) {
+  std::vector<double> dv(v.size());
+  for (size_t j = 0; j < v.size(); ++j) dv[j] = diag[j] * v[j];
+  return norm(dv);
+}
+
 // Solves min |[R; D P^T] z - [qtb; 0]| for the pivoted upper triangle r,
 // rotating the diagonal D (already including sqrt(par)) into r with Givens
 // rotations. Keeps r's upper triangle; stores the rotated triangle S^T in r's
@@ -349,9 +356,7 @@ void LevenbergMarquardt::useJacobian(const double* R) {
   pivotedFactor(R, p_, r_, ipvt_, qtf_, acnorm_);
   if (firstStep_) {
     for (int j = 0; j < p_; ++j) diag_[j] = acnorm_[j] == 0.0 ? 1.0 : acnorm_[j];
-    std::vector<double> dx(p_);
-    for (int j = 0; j < p_; ++j) dx[j] = diag_[j] * x_[j];
-    xnorm_ = norm(dx);
+    xnorm_ = scaledNorm(diag_, x_);
     delta_ = options_.factor * xnorm_;
     if (delta_ == 0.0) delta_ = options_.factor;
   }
@@ -379,9 +384,7 @@ void LevenbergMarquardt::computeStep() {
     step_[j] = -step_[j];
     trial_[j] = x_[j] + step_[j];
   }
-  std::vector<double> scaled(p_);
-  for (int j = 0; j < p_; ++j) scaled[j] = diag_[j] * step_[j];
-  pnorm_ = norm(scaled);
+  pnorm_ = scaledNorm(diag_, step_);
   if (firstStep_) delta_ = std::min(delta_, pnorm_);
   // Predicted reduction and directional derivative from the linear model.
   std::vector<double> jp(p_, 0.0);
@@ -431,9 +434,7 @@ void LevenbergMarquardt::tell(const double* R) {
   const bool accepted = ratio >= 1e-4;
   if (accepted) {
     x_ = trial_;
-    std::vector<double> dx(p_);
-    for (int j = 0; j < p_; ++j) dx[j] = diag_[j] * x_[j];
-    xnorm_ = norm(dx);
+    xnorm_ = scaledNorm(diag_, x_);
     fnorm_ = fnorm1;
     ++iterations_;
     // As in lmder, the first-step bound on delta holds until a step succeeds.
