@@ -25,6 +25,10 @@ namespace {
 
 using nlfit::kBlockSize;
 
+// The block QR keeps fixed-size scratch for kMaxFactorColumns columns: every
+// model the verifier accepts must fit in it.
+static_assert(nlfit::kMaxFactorColumns >= nlfit::kMaxParams + 1, "factor scratch smaller than the largest model");
+
 // Runs a binding body, turning any C++ exception into a JavaScript error:
 // node-addon-api only converts Napi::Error, anything else would terminate.
 template <typename Body>
