@@ -101,7 +101,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
 
   let totalSumOfSquares = NaN;
   const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver, () => {
-    totalSumOfSquares = checkDataValues(job);
+    totalSumOfSquares = checkDataValues(job, evaluator.audit!);
   });
   if (state.status === 'nonfinite_start') throw nonFiniteStart(job);
 

@@ -23,6 +23,8 @@ export interface NativeKernel {
     nPoints: number,
     blockStart: number,
     blockEnd: number,
+    /** When given (3 * nBlocks, global block index), each block is also audited into it (columns.hpp). */
+    moments?: Float64Array | null,
   ): Float64Array;
   /** Model values for points [start, start + count) into out. */
   predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;
@@ -76,6 +78,11 @@ export interface NativeAddon {
     y: Float64Array,
     sigma: Float64Array | null,
   ): { firstInvalidY: number; firstInvalidSigma: number; totalSumOfSquares: number };
+  /**
+   * Merges per-block moments in block order: the first block holding an invalid
+   * value (-1 if none) and the total sum of squares (NaN if any block is invalid).
+   */
+  mergeMoments(moments: Float64Array, nBlocks: number): { firstInvalidBlock: number; totalSumOfSquares: number };
   blockSize: number;
   layoutVersion: number;
   bytecodeVersion: number;

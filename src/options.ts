@@ -8,6 +8,7 @@ import { closestName, invalidInput, invalidRange, invalidType } from './errors.j
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
+import type { DataAudit } from './exec/evaluator.js';
 import { loadAddon } from './native.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
@@ -293,11 +294,15 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
 
 /**
  * The value checks on the data: y, the variables the model uses and sigma must
- * be finite (sigma > 0 with a finite weight). They read every value, so fit()
- * runs them while the workers compute the first pass. Returns the weighted
- * total sum of squares of y, which the same pass over y yields (for R-squared).
+ * be finite (sigma > 0 with a finite weight). The first pass checks every value
+ * it reads, block by block while the block is in cache (the evaluator's audit);
+ * this turns that audit into the weighted total sum of squares of y (for
+ * R-squared), or, when a block was flagged, scans the columns in field order
+ * (y, sigma, then the variables) and throws an error naming the first bad value.
  */
-export function checkDataValues(job: NormalizedFit): number {
+export function checkDataValues(job: NormalizedFit, audit: DataAudit): number {
+  if (audit.firstInvalidBlock < 0) return audit.totalSumOfSquares;
+  // Some block holds a bad value: scan the columns (in field order) to name the first.
   const response = loadAddon().scanResponse(job.y, job.sigma);
   if (response.firstInvalidY >= 0) {
     const i = response.firstInvalidY;
@@ -308,7 +313,7 @@ export function checkDataValues(job: NormalizedFit): number {
     throw invalidInput('data.sigma', `value ${job.sigma![i]} at index ${i} is not a finite number > 0 with a finite weight 1/sigma^2`);
   }
   job.model.variableNames.forEach((name, v) => checkFinite(job.vars[v]!, `data.${name}`));
-  return response.totalSumOfSquares;
+  throw new Error(`nlfit: internal error: the first pass flagged block ${audit.firstInvalidBlock} but every value is valid`);
 }
 
 function checkFinite(values: Float64Array, field: string): void {

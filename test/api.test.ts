@@ -58,7 +58,7 @@ describe('bad input is rejected with a message naming the problem', () => {
     expect(error.message).toMatch(/data\.y/);
     expect(error.message).toMatch(/index 17/);
   });
-  it('bad values in large data on the pool, checked while the first pass runs', async () => {
+  it("bad values in large data on the pool, found by the first pass's audit", async () => {
     const n = 200_000;
     const bigX = new Float64Array(n).map((_, i) => i / n);
     const bigY = bigX.map((v) => 2 * v + 1);

@@ -156,8 +156,11 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
     evaluator_->setParams(params.Data());
   }
 
-  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd)
+  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd[, moments])
   //   -> Float64Array of packed subtree roots (tsqr.hpp)
+  // With moments (a Float64Array of 3 * nBlocks, indexed by global block), each
+  // block is also checked and summarised into moments[3b..3b+2]
+  // (columns.hpp, blockMoments): the first pass audits the data it reads.
   Napi::Value EvalRange(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
@@ -166,6 +169,12 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
       const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
       const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], nPoints, true);
+      double* moments = nullptr;
+      if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
+        Napi::Float64Array m = float64Arg(info[7], "moments");
+        if (static_cast<int64_t>(m.ElementLength()) < 3 * nBlocks) throwRange(env, "moments shorter than 3 * nBlocks");
+        moments = m.Data();
+      }
       setParams(info[0]);
       const int q = program_->nParams() + 1;
       nlfit::RangeReducer reducer(q);
@@ -173,6 +182,7 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       for (int64_t b = blockStart; b < blockEnd; ++b) {
         const int64_t first = b * kBlockSize;
         const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
+        if (moments) nlfit::blockMoments(views.columns, first, rows, moments + 3 * b);
         evaluator_->evalBlock(views.columns, first, rows, block_.get());
         nlfit::blockFactor(block_.get(), q, R.data());
         reducer.push(b, R.data());
@@ -322,6 +332,7 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceMethod<&NlfitAddon::Covariance>("covariance", napi_enumerable),
                           InstanceMethod<&NlfitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                           InstanceMethod<&NlfitAddon::ScanResponse>("scanResponse", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::MergeMoments>("mergeMoments", napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
                           InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
@@ -352,6 +363,22 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
     o.Set("firstInvalidSigma", static_cast<double>(scan.firstInvalidSigma));
     o.Set("totalSumOfSquares", scan.totalSumOfSquares);
     return o;
+  }
+
+  // mergeMoments(moments: Float64Array, nBlocks) -> { firstInvalidBlock, totalSumOfSquares }
+  Napi::Value MergeMoments(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const Napi::Float64Array moments = float64Arg(info[0], "moments");
+      const int64_t nBlocks = integerArg(info[1], "nBlocks", 1, int64_t{1} << 52);
+      if (static_cast<int64_t>(moments.ElementLength()) < 3 * nBlocks) throwRange(env, "moments shorter than 3 * nBlocks");
+      int64_t firstInvalidBlock = -1;
+      const double total = nlfit::mergeMoments(moments.Data(), nBlocks, &firstInvalidBlock);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("firstInvalidBlock", static_cast<double>(firstInvalidBlock));
+      o.Set("totalSumOfSquares", total);
+      return o;
+    });
   }
 
   // finishTree(parts: Float64Array[], nBlocks, q) -> Float64Array (q*q)

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "bytecode.hpp"
+#include "columns.hpp"
 #include "layout.hpp"
 
 namespace nlfit {
@@ -51,15 +52,6 @@ namespace nlfit {
 class ProgramError : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
-};
-
-// Views of the data a pass reads. vars[v] points at column v's element 0
-// (global point index 0); y likewise; sigma may be null.
-struct Columns {
-  const double* const* vars = nullptr;
-  int nVars = 0;
-  const double* y = nullptr;
-  const double* sigma = nullptr;
 };
 
 struct PlanStep;  // defined in program.cpp

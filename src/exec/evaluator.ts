@@ -16,9 +16,23 @@ export interface PassStats {
   kernelMs: number;
 }
 
+/**
+ * What the first pass learned about the data while it read it: every value a
+ * pass reads is checked once, in the pass, instead of in a scan of its own
+ * (a second trip through memory that competed with the workers).
+ */
+export interface DataAudit {
+  /** First block holding a non-finite variable or y, or an invalid sigma; -1 if none. */
+  firstInvalidBlock: number;
+  /** sum w (y - ybar_w)^2, merged in block order (the same bits for any split); NaN if invalid. */
+  totalSumOfSquares: number;
+}
+
 export interface Evaluator {
   readonly kind: 'inline' | 'pooled';
   readonly stats: PassStats;
+  /** Set once the first pass has completed. */
+  readonly audit: DataAudit | null;
   evaluate(params: Float64Array): Promise<Float64Array>;
 }
 

@@ -3,12 +3,13 @@
  * a worker hop costs more than the pass itself.
  */
 import { loadAddon, type NativeKernel } from '../native.js';
-import type { Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
+import type { DataAudit, Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
 import { blockCount } from './layout.js';
 
 export class InlineEvaluator implements Evaluator {
   readonly kind = 'inline' as const;
   readonly stats: PassStats = { passes: 0, evaluateMs: 0, kernelMs: 0 };
+  audit: DataAudit | null = null;
   private readonly kernel: NativeKernel;
 
   constructor(
@@ -22,7 +23,9 @@ export class InlineEvaluator implements Evaluator {
     const started = performance.now();
     const { vars, y, sigma, nPoints } = this.columns;
     const nBlocks = blockCount(nPoints);
-    const roots = this.kernel.evalRange(params, vars, y, sigma, nPoints, 0, nBlocks);
+    const moments = this.audit === null ? new Float64Array(3 * nBlocks).fill(NaN) : null;
+    const roots = this.kernel.evalRange(params, vars, y, sigma, nPoints, 0, nBlocks, moments);
+    if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     const factor = loadAddon().finishTree([roots], nBlocks, params.length + 1);
     const elapsed = performance.now() - started;
     this.stats.passes += 1;

@@ -6,7 +6,8 @@
  */
 import type { Piscina } from 'piscina';
 import { loadAddon } from '../native.js';
-import type { Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
+import { sharedFloat64 } from '../data/columns.js';
+import type { DataAudit, Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
 import { blockCount } from './layout.js';
 import type { PassPart, PassTask } from './worker.js';
 
@@ -24,6 +25,7 @@ export class PooledEvaluator implements Evaluator {
   readonly stats: PassStats = { passes: 0, evaluateMs: 0, kernelMs: 0 };
   private readonly key = `${process.pid}:${++fitCounter}:${Date.now()}`;
   private readonly ranges: Array<[number, number]> = [];
+  audit: DataAudit | null = null;
 
   constructor(
     private readonly pool: Piscina,
@@ -39,6 +41,9 @@ export class PooledEvaluator implements Evaluator {
 
   async evaluate(params: Float64Array): Promise<Float64Array> {
     const started = performance.now();
+    const nBlocks = blockCount(this.columns.nPoints);
+    // The first pass audits the data as it reads it (blocks not reached stay NaN: invalid).
+    const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
     let failed = false;
@@ -58,6 +63,7 @@ export class PooledEvaluator implements Evaluator {
           nPoints: this.columns.nPoints,
           blockStart,
           blockEnd,
+          moments,
         };
         let part: PassPart;
         try {
@@ -72,7 +78,8 @@ export class PooledEvaluator implements Evaluator {
     };
     const runners = Math.min(this.options.threads, this.ranges.length);
     await Promise.all(Array.from({ length: runners }, runner));
-    const factor = loadAddon().finishTree(parts, blockCount(this.columns.nPoints), params.length + 1);
+    const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
+    if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;
     this.stats.evaluateMs += performance.now() - started;
     return factor;

@@ -18,6 +18,8 @@ export interface PassTask {
   nPoints: number;
   blockStart: number;
   blockEnd: number;
+  /** On a fit's first pass: shared per-block moments the range writes into (columns.hpp). */
+  moments: Float64Array | null;
 }
 
 export interface PassPart {
@@ -60,6 +62,7 @@ export default function reduceRange(task: PassTask | WarmupTask): PassPart | nul
     task.nPoints,
     task.blockStart,
     task.blockEnd,
+    task.moments,
   );
   return { roots, kernelMs: performance.now() - started };
 }

@@ -13,15 +13,15 @@ export interface SolverRun {
 }
 
 /**
- * Runs the solver to its end. `whileFirstPassRuns`, if given, is called once
- * the first pass has been dispatched (synchronous work the calling thread can
- * do while the workers compute); if it throws, the fit stops with its error.
+ * Runs the solver to its end. `afterFirstPass`, if given, is called once the
+ * first pass has completed and before the solver sees it (the evaluator's data
+ * audit is ready then); if it throws, the fit stops with its error.
  */
 export async function runSolver(
   evaluator: Evaluator,
   x0: Float64Array,
   options: SolverOptions,
-  whileFirstPassRuns?: () => void,
+  afterFirstPass?: () => void,
 ): Promise<SolverRun> {
   const solver = new (loadAddon().Solver)(x0, options);
   let solverMs = 0;
@@ -29,17 +29,11 @@ export async function runSolver(
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
-    const pass = evaluator.evaluate(trialParams);
-    if (first && whileFirstPassRuns) {
+    const factor = await evaluator.evaluate(trialParams);
+    if (first) {
       first = false;
-      try {
-        whileFirstPassRuns();
-      } catch (error) {
-        pass.catch(() => undefined);
-        throw error;
-      }
+      afterFirstPass?.();
     }
-    const factor = await pass;
     const started = performance.now();
     solver.tell(factor);
     solverMs += performance.now() - started;
