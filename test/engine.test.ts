@@ -73,7 +73,7 @@ describe('the addon in worker threads', () => {
       import(${JSON.stringify(addonModule)}).then(({ loadAddon }) => {
         const addon = loadAddon();
         // y = p0 * x: one instruction each for p0 and x, then mul.
-        const code = new Int32Array([0x4E4C4631, 1, 3, 1, 1, 0, 1, 0, 0, 2, 0, 0, 5, 0, 1]);
+        const code = new Int32Array([0x4E4C4631, 2, 3, 1, 1, 0, 1, 0, 0, 2, 0, 0, 5, 0, 1]);
         const kernel = new addon.Kernel(code, new Float64Array(0));
         const x = new Float64Array(1000).map((_, i) => i);
         const y = x.map((v) => 3 * v + workerData);

@@ -13,6 +13,7 @@
 //   kVar    a = variable (data column) index in [0, nVars)              b = 0
 //   unary   a = index of an earlier instruction (a < i)                 b = 0
 //   binary  a, b = indices of earlier instructions (< i)
+// (binary: kAdd..kMax and kLt..kOr; unary: kNeg..kTanh and kNot)
 //   kPowi   a = earlier instruction, b = integer exponent in [-kMaxPowi, kMaxPowi]
 // The model value is the value of the last instruction.
 //
@@ -24,7 +25,7 @@
 namespace nlfit {
 
 constexpr int32_t kMagic = 0x4E4C4631;  // "NLF1"
-constexpr int32_t kVersion = 1;
+constexpr int32_t kVersion = 2;  // 2: comparisons and logical operators
 constexpr int kHeaderWords = 6;
 constexpr int kInstrWords = 3;
 constexpr int kMaxInstr = 1 << 16;
@@ -64,7 +65,23 @@ enum Op : int32_t {
   // integer power with a literal exponent; x^0 is the constant 1 (x is not
   // evaluated and the result depends on no parameter)
   kPowi = 26,
-  kOpCount = 27
+  // comparisons (binary), 1.0 if the relation holds, else 0.0. IEEE: every
+  // comparison with a NaN operand is false, so it gives 0.0, except kNe,
+  // which gives 1.0; -0 equals 0.
+  kLt = 27,
+  kLe = 28,
+  kGt = 29,
+  kGe = 30,
+  kEq = 31,
+  kNe = 32,
+  // logical, 1.0 or 0.0. An operand is true when it is nonzero and not NaN
+  // (a NaN is false). Both operands are always evaluated.
+  kAnd = 33,  // binary
+  kOr = 34,   // binary
+  kNot = 35,  // unary: 1.0 when a is false (0, -0 or NaN)
+  // Comparisons and logical operators are piecewise constant: their
+  // derivative is taken as 0 everywhere, and their values carry no tangents.
+  kOpCount = 36
 };
 
 }  // namespace nlfit

@@ -8,6 +8,9 @@
 //   forward pass gives each value its 64-bit mask of the parameters it depends
 //   on and whether it varies per point (reads a data column), and one backward
 //   pass from the output finds the live instructions; dead ones never run.
+//   Comparisons and logical operators are piecewise constant: their
+//   derivative is 0 wherever it exists, so their mask is empty (they still
+//   vary per point when an operand does) and no tangent of theirs is computed.
 //
 // * Scalar prelude. Values that do not vary per point (constants, parameters
 //   and everything built only from them, like -b or b5^2) are computed once
@@ -114,13 +117,15 @@ struct ArenaLayout {
 const char* const kOpNames[kOpCount] = {
     "const", "param", "var",  "add",  "sub",  "mul",  "div",  "pow",  "atan2",
     "min",   "max",   "neg",  "exp",  "log",  "log10", "sqrt", "abs", "sin",
-    "cos",   "tan",   "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi"};
+    "cos",   "tan",   "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi",
+    "lt",    "le",    "gt",   "ge",   "eq",   "ne",   "and",  "or",  "not"};
 
 enum class Shape { kLoad, kBinary, kUnary, kPowi };
 
+// For opcodes in [0, kOpCount), which checkInstruction() has ensured.
 Shape shapeOf(int32_t op) {
   if (op <= kVar) return Shape::kLoad;
-  if (op <= kMax) return Shape::kBinary;
+  if (op <= kMax || (op >= kLt && op <= kOr)) return Shape::kBinary;
   if (op == kPowi) return Shape::kPowi;
   return Shape::kUnary;
 }
@@ -399,10 +404,13 @@ std::shared_ptr<const Program> Program::verify(const int32_t* code, int64_t nCod
     } else if (op == kVar) {
       p.varying_[i] = 1;
     } else if (op != kConst) {
+      // A piecewise-constant value depends on its operands' parameters only
+      // through jumps: its tangents are 0, so it gets none (mask 0).
+      const bool carriesTangents = !vm::isPiecewiseConstant(op);
       int32_t refs[2];
       const int nRefs = valueOperands(op, a, b, refs);
       for (int r = 0; r < nRefs; ++r) {
-        p.masks_[i] |= p.masks_[refs[r]];
+        if (carriesTangents) p.masks_[i] |= p.masks_[refs[r]];
         p.varying_[i] |= p.varying_[refs[r]];
       }
     }
@@ -613,7 +621,8 @@ void BlockEvaluator::setParams(const double* theta) {
         vm::withUnaryOp(step.op, [&](auto tag) {
           constexpr int Op = decltype(tag)::value;
           v = vm::unaryValue<Op>(a);
-          if (step.mask) {
+          if constexpr (vm::isPiecewiseConstant(Op)) return;  // mask 0
+          else if (step.mask) {
             const double d = vm::unaryDerivative<Op>(a, v);
             for (int k = 0, n = popcount(step.mask); k < n; ++k) t[k] = d * ta[k];
           }
@@ -629,9 +638,11 @@ void BlockEvaluator::setParams(const double* theta) {
           constexpr int Op = decltype(tag)::value;
           v = vm::binaryValue<Op>(a, b);
           if (!step.mask) return;
-          int k = 0;
-          if constexpr (Op == kMin || Op == kMax) {
+          if constexpr (vm::isPiecewiseConstant(Op)) {
+            return;  // unreachable: these have mask 0
+          } else if constexpr (Op == kMin || Op == kMax) {
             const bool takeA = Op == kMin ? vm::minTakesA(a, b) : vm::maxTakesA(a, b);
+            int k = 0;
             for (uint64_t m = step.mask; m; m &= m - 1, ++k) {
               const int j = __builtin_ctzll(m);
               const bool hasA = (ma >> j) & 1u, hasB = (mb >> j) & 1u;
@@ -640,6 +651,7 @@ void BlockEvaluator::setParams(const double* theta) {
           } else {
             const double da = ma ? vm::binaryDa<Op>(a, b, v) : 0.0;
             const double db = mb ? vm::binaryDb<Op>(a, b, v) : 0.0;
+            int k = 0;
             for (uint64_t m = step.mask; m; m &= m - 1, ++k) {
               const int j = __builtin_ctzll(m);
               const bool hasA = (ma >> j) & 1u, hasB = (mb >> j) & 1u;

@@ -22,7 +22,9 @@
 //                               for i < rows, with w_i = 1/sigma_i (1 without a
 //                               sigma column); rows i >= rows are exactly 0.
 //                               Columns of parameters the model does not depend
-//                               on are exactly 0. Non-finite values are written
+//                               on, or depends on only through comparisons and
+//                               logical operators (piecewise constant), are
+//                               exactly 0. Non-finite values are written
 //                               as they are (the caller detects them).
 //   evalValues(cols, first, rows, out)
 //                               f(x_i) for i < rows (no derivatives).

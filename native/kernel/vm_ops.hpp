@@ -86,6 +86,15 @@ inline double powi(double a, int n) {
 inline bool minTakesA(double a, double b) { return a <= b || a != a; }
 inline bool maxTakesA(double a, double b) { return a >= b || a != a; }
 
+// Comparisons and logical operators: values 1.0 or 0.0, no tangents.
+constexpr bool isPiecewiseConstant(int op) { return op >= kLt && op <= kNot; }
+
+// The truth of an operand of kAnd, kOr and kNot: nonzero and not NaN. Both
+// comparisons are false for 0, -0 and NaN. Bitwise | and & (here and in the
+// callers) keep the block loops free of branches.
+inline bool isTrue(double a) { return (a < 0.0) | (a > 0.0); }
+inline double truth(bool t) { return t ? 1.0 : 0.0; }
+
 template <int Op>
 inline double unaryValue(double a) {
   if constexpr (Op == kNeg) return -a;
@@ -102,15 +111,18 @@ inline double unaryValue(double a) {
   else if constexpr (Op == kAtan) return atan(a);
   else if constexpr (Op == kSinh) return sinh(a);
   else if constexpr (Op == kCosh) return cosh(a);
+  else if constexpr (Op == kNot) return truth(!isTrue(a));
   else {
     static_assert(Op == kTanh, "not a unary opcode");
     return tanh(a);
   }
 }
 
-// d unaryValue<Op>(a) / da, given v = unaryValue<Op>(a).
+// d unaryValue<Op>(a) / da, given v = unaryValue<Op>(a). (kNot has no rule:
+// piecewise-constant values never have tangents.)
 template <int Op>
 inline double unaryDerivative(double a, double v) {
+  static_assert(!isPiecewiseConstant(Op), "piecewise-constant opcodes have no tangents");
   if constexpr (Op == kNeg) return -1.0;
   else if constexpr (Op == kExp) return v;
   else if constexpr (Op == kLog) return 1.0 / a;
@@ -146,14 +158,23 @@ inline double binaryValue(double a, double b) {
   else if constexpr (Op == kPow) return pow(a, b);
   else if constexpr (Op == kAtan2) return atan2(a, b);
   else if constexpr (Op == kMin) return minTakesA(a, b) ? a : b;
+  else if constexpr (Op == kMax) return maxTakesA(a, b) ? a : b;
+  else if constexpr (Op == kLt) return truth(a < b);
+  else if constexpr (Op == kLe) return truth(a <= b);
+  else if constexpr (Op == kGt) return truth(a > b);
+  else if constexpr (Op == kGe) return truth(a >= b);
+  else if constexpr (Op == kEq) return truth(a == b);
+  else if constexpr (Op == kNe) return truth(a != b);
+  else if constexpr (Op == kAnd) return truth(isTrue(a) & isTrue(b));
   else {
-    static_assert(Op == kMax, "not a binary opcode");
-    return maxTakesA(a, b) ? a : b;
+    static_assert(Op == kOr, "not a binary opcode");
+    return truth(isTrue(a) | isTrue(b));
   }
 }
 
 // Partial derivatives of binaryValue<Op> in a and b, given its value v.
-// Min and max are not here: their tangent selects, it does not scale.
+// Min and max are not here: their tangent selects, it does not scale; nor are
+// the piecewise-constant opcodes, which have no tangents.
 template <int Op>
 inline double binaryDa(double a, double b, double v) {
   (void)a, (void)v;
@@ -203,6 +224,7 @@ inline void withUnaryOp(int op, F&& f) {
     case kSinh: f(std::integral_constant<int, kSinh>{}); break;
     case kCosh: f(std::integral_constant<int, kCosh>{}); break;
     case kTanh: f(std::integral_constant<int, kTanh>{}); break;
+    case kNot: f(std::integral_constant<int, kNot>{}); break;
     default: break;
   }
 }
@@ -218,6 +240,14 @@ inline void withBinaryOp(int op, F&& f) {
     case kAtan2: f(std::integral_constant<int, kAtan2>{}); break;
     case kMin: f(std::integral_constant<int, kMin>{}); break;
     case kMax: f(std::integral_constant<int, kMax>{}); break;
+    case kLt: f(std::integral_constant<int, kLt>{}); break;
+    case kLe: f(std::integral_constant<int, kLe>{}); break;
+    case kGt: f(std::integral_constant<int, kGt>{}); break;
+    case kGe: f(std::integral_constant<int, kGe>{}); break;
+    case kEq: f(std::integral_constant<int, kEq>{}); break;
+    case kNe: f(std::integral_constant<int, kNe>{}); break;
+    case kAnd: f(std::integral_constant<int, kAnd>{}); break;
+    case kOr: f(std::integral_constant<int, kOr>{}); break;
     default: break;
   }
 }
@@ -541,7 +571,10 @@ inline Kernel::Fn unaryValueKernelFor(int op) {
 
 inline Kernel::Fn unaryDerivativeKernelFor(int op) {
   Kernel::Fn fn = nullptr;
-  withUnaryOp(op, [&](auto tag) { fn = &unaryDerivativeKernel<decltype(tag)::value>; });
+  withUnaryOp(op, [&](auto tag) {
+    constexpr int Op = decltype(tag)::value;
+    if constexpr (!isPiecewiseConstant(Op)) fn = &unaryDerivativeKernel<Op>;
+  });
   return fn;
 }
 

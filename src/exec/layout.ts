@@ -7,7 +7,7 @@ import type { NativeAddon } from '../native.js';
 
 export const kBlockSize = 512;
 export const kLayoutVersion = 1;
-export const kBytecodeVersion = 1;
+export const kBytecodeVersion = 2;
 
 export function checkLayout(addon: NativeAddon): void {
   if (addon.blockSize !== kBlockSize || addon.layoutVersion !== kLayoutVersion || addon.bytecodeVersion !== kBytecodeVersion) {

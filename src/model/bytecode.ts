@@ -15,7 +15,7 @@
 import { invalidInput } from '../errors.js';
 
 export const kMagic = 0x4e4c4631; // "NLF1"
-export const kVersion = 1;
+export const kVersion = 2;
 export const kHeaderWords = 6;
 export const kInstrWords = 3;
 export const kMaxInstr = 1 << 16;
@@ -69,19 +69,61 @@ export const Op = {
   Tanh: 25,
   // integer power with a literal exponent
   Powi: 26,
+  // comparisons (binary): 1 or 0, see applyBinary
+  Lt: 27,
+  Le: 28,
+  Gt: 29,
+  Ge: 30,
+  Eq: 31,
+  Ne: 32,
+  // logical (binary, then unary): 1 or 0, see isTrue
+  And: 33,
+  Or: 34,
+  Not: 35,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-export const kOpCount = 27;
+export const kOpCount = 36;
 
-export type BinaryOp = typeof Op.Add | typeof Op.Sub | typeof Op.Mul | typeof Op.Div | typeof Op.Pow | typeof Op.Atan2 | typeof Op.Min | typeof Op.Max;
+export type ComparisonOp = typeof Op.Lt | typeof Op.Le | typeof Op.Gt | typeof Op.Ge | typeof Op.Eq | typeof Op.Ne;
+export type BinaryOp =
+  | typeof Op.Add
+  | typeof Op.Sub
+  | typeof Op.Mul
+  | typeof Op.Div
+  | typeof Op.Pow
+  | typeof Op.Atan2
+  | typeof Op.Min
+  | typeof Op.Max
+  | ComparisonOp
+  | typeof Op.And
+  | typeof Op.Or;
 export type UnaryOp = Exclude<Op, BinaryOp | typeof Op.Const | typeof Op.Param | typeof Op.Var | typeof Op.Powi>;
 
 export function isBinaryOp(op: number): op is BinaryOp {
-  return op >= Op.Add && op <= Op.Max;
+  return (op >= Op.Add && op <= Op.Max) || (op >= Op.Lt && op <= Op.Or);
 }
 
 export function isUnaryOp(op: number): op is UnaryOp {
-  return op >= Op.Neg && op <= Op.Tanh;
+  return (op >= Op.Neg && op <= Op.Tanh) || op === Op.Not;
+}
+
+/**
+ * Whether an opcode is piecewise constant (comparisons and logical
+ * operators): its derivative is 0 wherever it exists, so the kernel gives its
+ * value no parameter tangents at all.
+ */
+export function isPiecewiseConstant(op: number): boolean {
+  return op >= Op.Lt && op <= Op.Not;
+}
+
+/**
+ * The truth of a value for the logical operators and filters: true when it is
+ * nonzero and not NaN, so a NaN never passes a condition by itself. (`!` of
+ * a NaN is 1, as `!` of any false value is; `x != 1` is 1 for a NaN x, as in
+ * IEEE arithmetic. To keep NaN rows out, compare: `x > 0`, not `!(x <= 0)`.)
+ */
+export function isTrue(a: number): boolean {
+  return a < 0 || a > 0;
 }
 
 /**
@@ -110,9 +152,12 @@ export function powi(x: number, n: number): number {
 }
 
 /**
- * The value of a binary opcode. Min and max are std::min and std::max: they
- * return a unless b compares strictly smaller (larger), so ties give a, a NaN
- * in a is kept and a NaN in b is dropped.
+ * The value of a binary opcode, as the kernel computes it (vm_ops.hpp). Min
+ * and max return a on ties and a NaN in either operand.
+ *
+ * Comparisons are IEEE comparisons giving 1 or 0: any comparison with a NaN
+ * operand is 0 except `!=`, which is 1; -0 equals 0. `&&` and `||` are 1 or 0
+ * by isTrue of both operands (both are always evaluated).
  */
 export function applyBinary(op: BinaryOp, a: number, b: number): number {
   switch (op) {
@@ -129,9 +174,25 @@ export function applyBinary(op: BinaryOp, a: number, b: number): number {
     case Op.Atan2:
       return Math.atan2(a, b);
     case Op.Min:
-      return b < a ? b : a;
+      return a <= b || a !== a ? a : b;
     case Op.Max:
-      return a < b ? b : a;
+      return a >= b || a !== a ? a : b;
+    case Op.Lt:
+      return a < b ? 1 : 0;
+    case Op.Le:
+      return a <= b ? 1 : 0;
+    case Op.Gt:
+      return a > b ? 1 : 0;
+    case Op.Ge:
+      return a >= b ? 1 : 0;
+    case Op.Eq:
+      return a === b ? 1 : 0;
+    case Op.Ne:
+      return a !== b ? 1 : 0;
+    case Op.And:
+      return isTrue(a) && isTrue(b) ? 1 : 0;
+    case Op.Or:
+      return isTrue(a) || isTrue(b) ? 1 : 0;
   }
 }
 
@@ -168,6 +229,8 @@ export function applyUnary(op: UnaryOp, a: number): number {
       return Math.cosh(a);
     case Op.Tanh:
       return Math.tanh(a);
+    case Op.Not:
+      return isTrue(a) ? 0 : 1;
   }
 }
 

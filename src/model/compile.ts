@@ -9,7 +9,9 @@
  * parameters or variables becomes one constant. The only rewrites are those
  * exact in IEEE arithmetic, plus the one the language defines: `--x` is `x`,
  * and `x^n` (also `pow(x, n)`) with an exponent that folds to an integer in
- * [-kMaxPowi, kMaxPowi] is kPowi.
+ * [-kMaxPowi, kMaxPowi] is kPowi. Comparisons and logical operators fold
+ * like any other opcode (applyBinary has the kernel's NaN rules) and are
+ * never short-circuited: `0 && x` is an instruction, not the constant 0.
  *
  * A node's operands always exist before it, so node ids are a topological
  * order; emission keeps the nodes the output reaches, in id order, which puts
@@ -21,6 +23,7 @@ import {
   applyUnary,
   evaluateProgram,
   isBinaryOp,
+  isPiecewiseConstant,
   isUnaryOp,
   kHeaderWords,
   kMagic,
@@ -48,6 +51,13 @@ export interface CompiledModel {
   variableNames: string[];
   /** Per parameter: whether the model (after folding) depends on it. */
   usesParam: boolean[];
+  /**
+   * Per parameter: whether the model's derivative in it can be nonzero. False
+   * for an unused parameter and for one that appears only inside conditions
+   * (comparisons, &&, ||, !), whose derivative is exactly 0: `b` in
+   * `a*(x > b)`. The kernel's dependency masks follow the same rule.
+   */
+  hasDerivative: boolean[];
 }
 
 export interface CompileOptions {
@@ -95,6 +105,7 @@ export function compileModel(source: string, options: CompileOptions): CompiledM
     paramNames: [...options.params],
     variableNames: names.variableNames,
     usesParam: options.params.map((_, p) => program.params.has(p)),
+    hasDerivative: options.params.map((_, p) => ((program.outputMask >> BigInt(p)) & 1n) === 1n),
   };
 }
 
@@ -162,6 +173,7 @@ function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: NameRe
     case 'name':
       return names.resolve(expr);
     case 'unary':
+      if (expr.op === '!') return graph.unary(Op.Not, kids[0]!);
       return expr.op === '-' ? graph.unary(Op.Neg, kids[0]!) : kids[0]!;
     case 'binary':
       if (expr.op === '^') return graph.power(kids[0]!, kids[1]!);
@@ -175,7 +187,20 @@ function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: NameRe
   }
 }
 
-const kBinaryOps = { '+': Op.Add, '-': Op.Sub, '*': Op.Mul, '/': Op.Div } as const;
+const kBinaryOps = {
+  '+': Op.Add,
+  '-': Op.Sub,
+  '*': Op.Mul,
+  '/': Op.Div,
+  '<': Op.Lt,
+  '<=': Op.Le,
+  '>': Op.Gt,
+  '>=': Op.Ge,
+  '==': Op.Eq,
+  '!=': Op.Ne,
+  '&&': Op.And,
+  '||': Op.Or,
+} as const;
 
 /** Resolves names to parameter, variable and constant nodes, numbering variables by first use. */
 class NameResolver {
@@ -232,6 +257,8 @@ interface EmittedProgram {
   consts: number[];
   /** Indices of the parameters the output depends on. */
   params: Set<number>;
+  /** Bit p: the output's derivative in parameter p can be nonzero (Program::outputMask in the kernel). */
+  outputMask: bigint;
 }
 
 /** A hash-consed expression graph. Node ids are creation order, operands first. */
@@ -281,20 +308,33 @@ class ExpressionGraph {
       if (isUnaryOp(op) || op === Op.Powi) live[this.argA[id]!] = 1;
       if (isBinaryOp(op)) live[this.argA[id]!] = live[this.argB[id]!] = 1;
     }
-    const program: EmittedProgram = { instrCount: 0, instructions: [], consts: [], params: new Set() };
+    const program: EmittedProgram = { instrCount: 0, instructions: [], consts: [], params: new Set(), outputMask: 0n };
     const renumbered = new Int32Array(root + 1);
+    // Per instruction, the parameters its derivative can depend on: conditions
+    // and x^0 cut the dependence.
+    const masks: bigint[] = [];
     for (let id = 0; id <= root; id++) {
       if (!live[id]) continue;
       const op = this.ops[id]!;
       let a = this.argA[id]!;
       let b = this.argB[id]!;
+      let mask = 0n;
       if (op === Op.Const) a = program.consts.push(this.values[id]!) - 1;
-      if (op === Op.Param) program.params.add(a);
+      if (op === Op.Param) {
+        program.params.add(a);
+        mask = 1n << BigInt(a);
+      }
       if (isUnaryOp(op) || isBinaryOp(op) || op === Op.Powi) a = renumbered[a]!;
       if (isBinaryOp(op)) b = renumbered[b]!;
+      if (!isPiecewiseConstant(op) && !(op === Op.Powi && b === 0)) {
+        if (isUnaryOp(op) || isBinaryOp(op) || op === Op.Powi) mask |= masks[a]!;
+        if (isBinaryOp(op)) mask |= masks[b]!;
+      }
       program.instructions.push(op, a, b);
+      masks.push(mask);
       renumbered[id] = program.instrCount++;
     }
+    program.outputMask = masks[masks.length - 1]!;
     return program;
   }
 

@@ -4,7 +4,24 @@
  */
 import { ModelError } from '../errors.js';
 
-export type TokenKind = 'number' | 'name' | '+' | '-' | '*' | '/' | '^' | '(' | ')' | ',' | 'end';
+export type TokenKind =
+  | 'number'
+  | 'name'
+  | '+'
+  | '-'
+  | '*'
+  | '/'
+  | '^'
+  | '('
+  | ')'
+  | ','
+  | ComparisonToken
+  | '&&'
+  | '||'
+  | '!'
+  | 'end';
+
+export type ComparisonToken = '<' | '<=' | '>' | '>=' | '==' | '!=';
 
 export interface Token {
   readonly kind: TokenKind;
@@ -29,7 +46,31 @@ const kSymbols: ReadonlyMap<string, TokenKind> = new Map<string, TokenKind>([
   ['(', '('],
   [')', ')'],
   [',', ','],
+  ['<', '<'],
+  ['>', '>'],
+  ['!', '!'],
 ]);
+/** Operators of two characters; they are matched before the one-character ones. */
+const kPairs: ReadonlyMap<string, TokenKind> = new Map<string, TokenKind>([
+  ['**', '^'],
+  ['<=', '<='],
+  ['>=', '>='],
+  ['==', '=='],
+  ['!=', '!='],
+  ['&&', '&&'],
+  ['||', '||'],
+]);
+/** Characters that only appear doubled, with the hint shown when one appears alone. */
+const kHalfPairs: ReadonlyMap<string, string> = new Map([
+  ['=', "use '==' to compare"],
+  ['&', "use '&&' for logical and"],
+  ['|', "use '||' for logical or"],
+]);
+
+/** Whether a token kind is one of the comparison operators. */
+export function isComparison(kind: TokenKind): kind is ComparisonToken {
+  return kind === '<' || kind === '<=' || kind === '>' || kind === '>=' || kind === '==' || kind === '!=';
+}
 
 /** Whether `name` is a valid identifier: `[A-Za-z_][A-Za-z0-9_]*`. */
 export function isIdentifier(name: string): boolean {
@@ -64,14 +105,16 @@ export function* tokenize(source: string): Generator<Token, void, undefined> {
       const text = source.slice(offset, kName.lastIndex);
       yield { kind: 'name', text, position: offset, value: NaN };
       offset += text.length;
-    } else if (source.startsWith('**', offset)) {
-      yield { kind: '^', text: '**', position: offset, value: NaN };
+    } else if (kPairs.has(source.slice(offset, offset + 2))) {
+      const text = source.slice(offset, offset + 2);
+      yield { kind: kPairs.get(text)!, text, position: offset, value: NaN };
       offset += 2;
     } else {
       const kind = kSymbols.get(char);
       if (kind === undefined) {
         const shown = String.fromCodePoint(source.codePointAt(offset)!);
-        throw new ModelError(`unexpected character '${shown}'`, source, offset);
+        const hint = kHalfPairs.get(shown);
+        throw new ModelError(`unexpected character '${shown}'${hint === undefined ? '' : ` (${hint})`}`, source, offset);
       }
       yield { kind, text: char, position: offset, value: NaN };
       offset += 1;

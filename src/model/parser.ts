@@ -4,16 +4,24 @@
  * names and arities. Names are resolved later, by the compiler.
  *
  * Grammar (lowest precedence first; `^` and `**` are the same operator):
- *   sum      = product { ("+" | "-") product }
- *   product  = unary { ("*" | "/") unary }
- *   unary    = ("+" | "-") unary | power
- *   power    = primary [ "^" exponent ]        right-associative: 2^3^2 = 2^9
- *   exponent = ("+" | "-") exponent | power    so 2^-x = 2^(-x), -x^2 = -(x^2)
- *   primary  = number | name | name "(" sum { "," sum } ")" | "(" sum ")"
+ *   expr       = and { "||" and }
+ *   and        = comparison { "&&" comparison }
+ *   comparison = sum [ ("<" | "<=" | ">" | ">=" | "==" | "!=") sum ]
+ *                non-associative: a < b < c is an error (write a < b && b < c)
+ *   sum        = product { ("+" | "-") product }
+ *   product    = unary { ("*" | "/") unary }
+ *   unary      = ("+" | "-" | "!") unary | power
+ *   power      = primary [ "^" exponent ]      right-associative: 2^3^2 = 2^9
+ *   exponent   = ("+" | "-" | "!") exponent | power    so 2^-x = 2^(-x), -x^2 = -(x^2)
+ *   primary    = number | name | name "(" expr { "," expr } ")" | "(" expr ")"
+ *
+ * `!` binds like a sign, as in C: `!a && b` is `(!a) && b`. Because `!x < 1`
+ * would then read as `(!x) < 1`, which is rarely what was meant, a `!`
+ * directly followed by a comparison is an error that shows both readings.
  */
 import { ModelError } from '../errors.js';
 import { Op, type BinaryOp, type UnaryOp } from './bytecode.js';
-import { tokenize, type Token } from './lexer.js';
+import { isComparison, tokenize, type ComparisonToken, type Token } from './lexer.js';
 
 /** A syntax tree node. `start`/`end` delimit its source text (end exclusive). */
 export type Expr = NumberExpr | NameExpr | UnaryExpr | BinaryExpr | CallExpr;
@@ -32,12 +40,12 @@ export interface NameExpr extends Span {
 }
 export interface UnaryExpr extends Span {
   readonly kind: 'unary';
-  readonly op: '+' | '-';
+  readonly op: '+' | '-' | '!';
   readonly operand: Expr;
 }
 export interface BinaryExpr extends Span {
   readonly kind: 'binary';
-  readonly op: '+' | '-' | '*' | '/' | '^';
+  readonly op: '+' | '-' | '*' | '/' | '^' | ComparisonToken | '&&' | '||';
   /** Offset of the operator token. */
   readonly position: number;
   readonly left: Expr;
@@ -157,11 +165,85 @@ class Parser {
 
   parse(): Expr {
     if (this.source.trim() === '') throw this.error('empty expression', 0);
-    const expr = this.parseSum();
+    const expr = this.parseExpr();
     if (this.token.kind === ')') throw this.error("unbalanced parentheses: this ')' has no matching '('");
     if (this.token.kind === ',') throw this.error("unexpected ',' outside a function call");
     if (this.token.kind !== 'end') throw this.unexpected('expected an operator or the end of the expression');
     return expr;
+  }
+
+  private parseExpr(): Expr {
+    let left = this.parseAnd();
+    while (this.token.kind === '||') {
+      const position = this.advance().position;
+      const right = this.parseAnd();
+      left = { kind: 'binary', op: '||', position, left, right, start: left.start, end: right.end };
+    }
+    return left;
+  }
+
+  private parseAnd(): Expr {
+    let left = this.parseComparison();
+    while (this.token.kind === '&&') {
+      const position = this.advance().position;
+      const right = this.parseComparison();
+      left = { kind: 'binary', op: '&&', position, left, right, start: left.start, end: right.end };
+    }
+    return left;
+  }
+
+  private parseComparison(): Expr {
+    const left = this.parseSum();
+    const opToken = this.token;
+    if (!isComparison(opToken.kind)) return left;
+    const op = opToken.kind;
+    const bareNot = left.kind === 'unary' && left.op === '!' && this.source[left.start] === '!';
+    this.advance();
+    if (bareNot) throw this.ambiguousNot(left, op);
+    const right = this.parseSum();
+    if (isComparison(this.token.kind)) throw this.chainedComparison(left, op, right);
+    return { kind: 'binary', op, position: opToken.position, left, right, start: left.start, end: right.end };
+  }
+
+  /** The error for `!x < 1`, showing both readings (with `...` if the right operand does not parse). */
+  private ambiguousNot(not: UnaryExpr, op: ComparisonToken): ModelError {
+    const operand = this.text(not.operand);
+    const right = this.tryOperand() ?? '...';
+    return this.error(
+      `'!${operand} ${op} ${right}' is ambiguous: write '!(${operand} ${op} ${right})' to negate the comparison or '(!${operand}) ${op} ${right}' to compare the negation`,
+      not.start,
+    );
+  }
+
+  /**
+   * The error for `a < b < c`, which some languages read as a chain and C as
+   * `(a < b) < c`: neither is assumed. The message spells out the chain with
+   * the actual operands when the third one parses.
+   */
+  private chainedComparison(left: Expr, op: ComparisonToken, middle: Expr): ModelError {
+    const second = this.advance();
+    const third = this.tryOperand();
+    const [a, b] = [this.text(left), this.text(middle)];
+    const suggestion = third === undefined ? 'a < b && b < c' : `${a} ${op} ${b} && ${b} ${second.kind} ${third}`;
+    return this.error(`comparisons cannot be chained: write '${suggestion}'`, second.position);
+  }
+
+  /**
+   * The source text of the next operand of a comparison, or undefined if it
+   * does not parse; only for error messages, so the earlier error is the one
+   * reported.
+   */
+  private tryOperand(): string | undefined {
+    try {
+      return this.text(this.parseSum());
+    } catch (error) {
+      if (error instanceof ModelError) return undefined;
+      throw error;
+    }
+  }
+
+  private text(expr: Expr): string {
+    return this.source.slice(expr.start, expr.end);
   }
 
   private parseSum(): Expr {
@@ -186,9 +268,9 @@ class Parser {
     return left;
   }
 
-  /** Signs bind looser than '^', so the operand of a sign is a power; this also parses exponents. */
+  /** Signs and '!' bind looser than '^', so their operand is a power; this also parses exponents. */
   private parseUnary(): Expr {
-    if (this.token.kind !== '+' && this.token.kind !== '-') return this.parsePower();
+    if (this.token.kind !== '+' && this.token.kind !== '-' && this.token.kind !== '!') return this.parsePower();
     const op = this.token.kind;
     const start = this.enter().position;
     const operand = this.parseUnary();
@@ -217,7 +299,7 @@ class Parser {
         return { kind: 'name', name: token.text, start: token.position, end: token.position + token.text.length };
       case '(': {
         this.enter();
-        const inner = this.parseSum();
+        const inner = this.parseExpr();
         const end = this.close(false).position + 1;
         // The span covers the parentheses so errors about this operand show all of it.
         return { ...inner, start: token.position, end };
@@ -236,10 +318,10 @@ class Parser {
     this.enter();
     const args: Expr[] = [];
     if (this.token.kind !== ')') {
-      args.push(this.parseSum());
+      args.push(this.parseExpr());
       while (this.token.kind === ',') {
         this.advance();
-        args.push(this.parseSum());
+        args.push(this.parseExpr());
       }
     }
     const end = this.close(true).position + 1;
@@ -251,7 +333,7 @@ class Parser {
     return { kind: 'call', name, args, start: nameToken.position, end };
   }
 
-  /** Consumes a '(' (or a sign or '^', which nest the same way), bounding the nesting depth. */
+  /** Consumes a '(' (or a sign, '!' or '^', which nest the same way), bounding the nesting depth. */
   private enter(): Token {
     if (++this.depth > kMaxNesting) throw this.error(`expression is nested too deeply (more than ${kMaxNesting} levels)`);
     if (this.token.kind === '(') this.open.push(this.token.position);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as bytecode from '../../dist/model/index.js';
-import { applyBinary, kMaxPowi, Op, powC, powi } from '../../dist/model/index.js';
+import { applyBinary, applyUnary, isBinaryOp, isPiecewiseConstant, isTrue, isUnaryOp, kMaxPowi, Op, powC, powi, type BinaryOp } from '../../dist/model/index.js';
 
 const header = readFileSync(new URL('../../native/kernel/bytecode.hpp', import.meta.url), 'utf8');
 
@@ -12,7 +12,7 @@ describe('bytecode.ts mirrors native/kernel/bytecode.hpp', () => {
 
   it('finds the constants and opcodes in the header', () => {
     expect(constants.map((m) => m[1])).toEqual(['kMagic', 'kVersion', 'kHeaderWords', 'kInstrWords', 'kMaxInstr', 'kMaxParams', 'kMaxVars', 'kMaxPowi']);
-    expect(opcodes.length).toBe(28);
+    expect(opcodes.length).toBe(37);
   });
 
   it.each(constants.map((m) => [m[1]!, m[2]!]))('%s = %s', (name, expression) => {
@@ -52,13 +52,61 @@ describe('opcode semantics', () => {
     expect(powC(-8, 1 / 3)).toBeNaN();
   });
 
-  it('min and max take a on ties, like std::min and std::max', () => {
+  it('min and max take a on ties and propagate a NaN in either operand, as the kernel does', () => {
     expect(Object.is(applyBinary(Op.Min, 0, -0), 0)).toBe(true);
     expect(Object.is(applyBinary(Op.Min, -0, 0), -0)).toBe(true);
     expect(Object.is(applyBinary(Op.Max, -0, 0), -0)).toBe(true);
     expect(applyBinary(Op.Min, NaN, 1)).toBeNaN();
-    expect(applyBinary(Op.Min, 1, NaN)).toBe(1);
+    expect(applyBinary(Op.Min, 1, NaN)).toBeNaN();
+    expect(applyBinary(Op.Max, NaN, 1)).toBeNaN();
+    expect(applyBinary(Op.Max, 1, NaN)).toBeNaN();
     expect(applyBinary(Op.Max, 1, 2)).toBe(2);
     expect(applyBinary(Op.Min, 1, 2)).toBe(1);
+  });
+
+  it('comparisons give 1 or 0, and 0 for a NaN operand except !=', () => {
+    const table: [number, number, number, number][] = [
+      // [op, a, b, value]
+      [Op.Lt, 1, 2, 1],
+      [Op.Lt, 2, 2, 0],
+      [Op.Le, 2, 2, 1],
+      [Op.Gt, 3, 2, 1],
+      [Op.Ge, 2, 3, 0],
+      [Op.Eq, 0, -0, 1],
+      [Op.Ne, 0, -0, 0],
+      [Op.Lt, -Infinity, Infinity, 1],
+      [Op.Eq, Infinity, Infinity, 1],
+    ];
+    for (const [op, a, b, value] of table) expect(applyBinary(op as BinaryOp, a, b), `${op}(${a}, ${b})`).toBe(value);
+    for (const op of [Op.Lt, Op.Le, Op.Gt, Op.Ge, Op.Eq] as const) {
+      expect(applyBinary(op, NaN, 1)).toBe(0);
+      expect(applyBinary(op, 1, NaN)).toBe(0);
+      expect(applyBinary(op, NaN, NaN)).toBe(0);
+    }
+    expect(applyBinary(Op.Ne, NaN, 1)).toBe(1);
+    expect(applyBinary(Op.Ne, NaN, NaN)).toBe(1);
+  });
+
+  it('logical operators treat nonzero as true and 0, -0 and NaN as false', () => {
+    expect([1, -2, Infinity, 1e-300, 0, -0, NaN].map(isTrue)).toEqual([true, true, true, true, false, false, false]);
+    expect(applyBinary(Op.And, 2, -3)).toBe(1);
+    expect(applyBinary(Op.And, 2, 0)).toBe(0);
+    expect(applyBinary(Op.And, NaN, 1)).toBe(0);
+    expect(applyBinary(Op.Or, NaN, 0)).toBe(0);
+    expect(applyBinary(Op.Or, NaN, 5)).toBe(1);
+    expect(applyBinary(Op.Or, -0, 0)).toBe(0);
+    expect(applyUnary(Op.Not, 0)).toBe(1);
+    expect(applyUnary(Op.Not, -0)).toBe(1);
+    expect(applyUnary(Op.Not, NaN)).toBe(1);
+    expect(applyUnary(Op.Not, 0.5)).toBe(0);
+  });
+
+  it('classifies the new opcodes as binary or unary and piecewise constant', () => {
+    for (const op of [Op.Lt, Op.Le, Op.Gt, Op.Ge, Op.Eq, Op.Ne, Op.And, Op.Or]) {
+      expect(isBinaryOp(op) && !isUnaryOp(op) && isPiecewiseConstant(op)).toBe(true);
+    }
+    expect(isUnaryOp(Op.Not) && !isBinaryOp(Op.Not) && isPiecewiseConstant(Op.Not)).toBe(true);
+    for (let op = 0; op < Op.Lt; op++) expect(isPiecewiseConstant(op)).toBe(false);
+    expect(isBinaryOp(Op.Powi) || isUnaryOp(Op.Powi) || isBinaryOp(bytecode.kOpCount) || isUnaryOp(bytecode.kOpCount)).toBe(false);
   });
 });

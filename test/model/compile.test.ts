@@ -5,6 +5,7 @@ import {
   compileModel,
   evaluateCompiled,
   freeIdentifiers,
+  isBinaryOp,
   kHeaderWords,
   kInstrWords,
   kMagic,
@@ -46,7 +47,7 @@ function expectWellFormed(model: CompiledModel): void {
     else {
       expect(a).toBeLessThan(i);
       used.add(a);
-      if (op <= Op.Max) {
+      if (isBinaryOp(op)) {
         expect(b).toBeLessThan(i);
         used.add(b);
       }
@@ -139,6 +140,88 @@ describe('constant folding', () => {
   it('cancels double negation', () => {
     expect(instructions(compileModel('--x', options))).toEqual([{ op: Op.Var, a: 0, b: 0 }]);
     expect(countOp(compileModel('---x', options), Op.Neg)).toBe(1);
+  });
+});
+
+describe('comparison and logical operators', () => {
+  it('emit their own opcodes', () => {
+    const ops = (source: string) => instructions(compileModel(source, options)).map((i) => i.op);
+    expect(ops('x < a')).toEqual([Op.Var, Op.Param, Op.Lt]);
+    expect(ops('x <= a').at(-1)).toBe(Op.Le);
+    expect(ops('x > a').at(-1)).toBe(Op.Gt);
+    expect(ops('x >= a').at(-1)).toBe(Op.Ge);
+    expect(ops('x == a').at(-1)).toBe(Op.Eq);
+    expect(ops('x != a').at(-1)).toBe(Op.Ne);
+    expect(ops('x && a').at(-1)).toBe(Op.And);
+    expect(ops('x || a').at(-1)).toBe(Op.Or);
+    expect(ops('!x')).toEqual([Op.Var, Op.Not]);
+    expect(ops('!!x')).toEqual([Op.Var, Op.Not, Op.Not]);
+  });
+
+  it('fold constant operands with the kernel semantics, NaN included', () => {
+    for (const [source, value] of [
+      ['1 < 2', 1],
+      ['2 <= 1', 0],
+      ['0 == -0', 1],
+      ['0/0 == 0/0', 0],
+      ['0/0 != 0/0', 1],
+      ['0/0 < 1 || 0/0 >= 1', 0],
+      ['1/0 > 1e308', 1],
+      ['2 && -1', 1],
+      ['0/0 && 1', 0],
+      ['0/0 || 0', 0],
+      ['!(0/0)', 1],
+      ['!0.5', 0],
+      ['!-0', 1],
+      ['pi > 3 && e < 3', 1],
+      ['(1 < 2) + (3 < 4)', 2],
+      ['min(1, 0/0) == min(1, 0/0)', 0],
+    ] as const) {
+      const model = compileModel(source, options);
+      expect(instructions(model), source).toEqual([{ op: Op.Const, a: 0, b: 0 }]);
+      expect(Object.is(model.consts[0], value), `${source} = ${model.consts[0]}`).toBe(true);
+    }
+  });
+
+  it('fold constant subtrees inside a condition', () => {
+    const model = compileModel('x > 2*3 && a < 1/0', options);
+    expect([...model.consts]).toEqual([6, Infinity]);
+    expect(instructions(model).map((i) => i.op)).toEqual([Op.Var, Op.Const, Op.Gt, Op.Param, Op.Const, Op.Lt, Op.And]);
+    expectWellFormed(model);
+  });
+
+  it('share common subexpressions, conditions included', () => {
+    const model = compileModel('a*(x > b) + c*(x > b) + (x > b && x <= 2*b) + !(x > b)', options);
+    expect(countOp(model, Op.Gt)).toBe(1);
+    expect(countOp(model, Op.Var)).toBe(1);
+    expect(countOp(model, Op.Le)).toBe(1);
+    expect(countOp(model, Op.Not)).toBe(1);
+    expectWellFormed(model);
+  });
+
+  it('evaluate a piecewise model per point', () => {
+    const model = compileModel('a*(x > 0) + b*(x <= 0)', options);
+    expect(evaluateCompiled(model, [2, -3, 0], [[1, 0, -1, NaN]], 0)).toBe(2);
+    expect(evaluateCompiled(model, [2, -3, 0], [[1, 0, -1, NaN]], 1)).toBe(-3);
+    expect(evaluateCompiled(model, [2, -3, 0], [[1, 0, -1, NaN]], 2)).toBe(-3);
+    // A NaN x is neither > 0 nor <= 0: both indicators are 0.
+    expect(evaluateCompiled(model, [2, -3, 0], [[1, 0, -1, NaN]], 3)).toBe(0);
+    expect(model.usesParam).toEqual([true, true, false]);
+  });
+
+  it('mark parameters used only inside a condition as used, with no derivative', () => {
+    const inside = compileModel('x > a', options);
+    expect(inside.usesParam).toEqual([true, false, false]);
+    expect(inside.hasDerivative).toEqual([false, false, false]);
+    const piecewise = compileModel('a*(x > b) + c*!(x > b) + (a < c)', options);
+    expect(piecewise.usesParam).toEqual([true, true, true]);
+    expect(piecewise.hasDerivative).toEqual([true, false, true]);
+    expect(compileModel('exp(-a*x)*(a*x < 1)', options).hasDerivative).toEqual([true, false, false]);
+  });
+
+  it('give no derivative through x^0 or in an unused parameter, like the kernel', () => {
+    expect(compileModel('(a*x)^0 + c', options).hasDerivative).toEqual([false, false, true]);
+    expect(compileModel('a*x + b', options).hasDerivative).toEqual([true, true, false]);
   });
 });
 

@@ -77,6 +77,98 @@ describe('precedence and associativity', () => {
   });
 });
 
+describe('comparison and logical operators', () => {
+  it.each([
+    ['a < b', '(a<b)'],
+    ['a+b <= c*x', '((a+b)<=(c*x))'],
+    ['-a > b^2', '((-a)>(b^2))'],
+    ['a >= b', '(a>=b)'],
+    ['a == b', '(a==b)'],
+    ['a != b', '(a!=b)'],
+    ['a < b && b < c', '((a<b)&&(b<c))'],
+    ['a || b && c', '(a||(b&&c))'],
+    ['a && b || c', '((a&&b)||c)'],
+    ['a || b || c', '((a||b)||c)'],
+    ['a && b && c', '((a&&b)&&c)'],
+    ['a < b || x == c && a != 0', '((a<b)||((x==c)&&(a!=0)))'],
+    ['!a', '(!a)'],
+    ['!!a', '(!(!a))'],
+    ['!a && b', '((!a)&&b)'],
+    ['!(a < b)', '(!(a<b))'],
+    ['(!a) < b', '((!a)<b)'],
+    ['!x^2', '(!(x^2))'],
+    ['-!x', '(-(!x))'],
+    ['2^!x', '(2^(!x))'],
+    ['a*(x > 0) + b*(x <= 0)', '((a*(x>0))+(b*(x<=0)))'],
+    ['(a < b) < c', '((a<b)<c)'],
+    ['a < (b < c)', '(a<(b<c))'],
+    ['min(x > 0, a || b)', 'min((x>0),(a||b))'],
+    ['a<-b', '(a<(-b))'],
+    ['a<=-b', '(a<=(-b))'],
+    ['a!=!b', '(a!=(!b))'],
+  ])('%s parses as %s', (source, expected) => {
+    expect(show(parseExpression(source))).toBe(expected);
+  });
+
+  it('reads two-character operators as one token', () => {
+    expect([...tokenize('a<=b>=c==d!=e&&f||!g<h>i')].map((t) => t.text)).toEqual(
+      ['a', '<=', 'b', '>=', 'c', '==', 'd', '!=', 'e', '&&', 'f', '||', '!', 'g', '<', 'h', '>', 'i', ''],
+    );
+  });
+
+  it.each([
+    ['a < b', { a: 1, b: 2 }, 1],
+    ['a < b', { a: 2, b: 2 }, 0],
+    ['a <= b', { a: 2, b: 2 }, 1],
+    ['a > b', { a: 2, b: 1 }, 1],
+    ['a >= b', { a: 1, b: 2 }, 0],
+    ['a == b', { a: 0, b: -0 }, 1],
+    ['a != b', { a: 0, b: -0 }, 0],
+    ['a < b', { a: NaN, b: 1 }, 0],
+    ['a != b', { a: NaN, b: 1 }, 1],
+    ['a && b', { a: 2, b: -1 }, 1],
+    ['a && b', { a: NaN, b: 1 }, 0],
+    ['a || b', { a: 0, b: NaN }, 0],
+    ['a || b', { a: 0, b: 3 }, 1],
+    ['!a', { a: 0 }, 1],
+    ['!a', { a: NaN }, 1],
+    ['!a', { a: -2 }, 0],
+    ['1 + (a < b)*2', { a: 0, b: 1 }, 3],
+    ['(a < b) == (b > a)', { a: 0, b: 1 }, 1],
+    ['!(x > 0)', { x: NaN }, 1],
+  ] as const)('%s with %o = %d', (source, values, expected) => {
+    expect(evaluate(source, values)).toBe(expected);
+  });
+
+  it.each([
+    ['a < b < c', "comparisons cannot be chained: write 'a < b && b < c'", 6],
+    ['0 <= x < 1', "comparisons cannot be chained: write '0 <= x && x < 1'", 7],
+    ['a+1 == b == c*2', "comparisons cannot be chained: write 'a+1 == b && b == c*2'", 9],
+    ['(a) > b >= c', "comparisons cannot be chained: write '(a) > b && b >= c'", 8],
+    ['a < b < )', "comparisons cannot be chained: write 'a < b && b < c'", 6],
+    ['a < b < c < x', "comparisons cannot be chained: write 'a < b && b < c'", 6],
+    ['!x < 1', "'!x < 1' is ambiguous: write '!(x < 1)' to negate the comparison or '(!x) < 1' to compare the negation", 0],
+    ['a && !b == c', "'!b == c' is ambiguous: write '!(b == c)' to negate the comparison or '(!b) == c' to compare the negation", 5],
+    ['!x >= )', "'!x >= ...' is ambiguous: write '!(x >= ...)' to negate the comparison or '(!x) >= ...' to compare the negation", 0],
+    ['a <', "unexpected end of expression, expected a number, a name or '('", 3],
+    ['a && ', "unexpected end of expression, expected a number, a name or '('", 5],
+    ['|| a', "unexpected '||', expected a number, a name or '('", 0],
+    ['a ! b', "unexpected '!', expected an operator or the end of the expression", 2],
+    ['a !', "unexpected '!', expected an operator or the end of the expression", 2],
+    ['a < > b', "unexpected '>', expected a number, a name or '('", 4],
+    ['a => b', "unexpected character '=' (use '==' to compare)", 2],
+    ['a === b', "unexpected character '=' (use '==' to compare)", 4],
+    ['a < = b', "unexpected character '=' (use '==' to compare)", 4],
+  ])('%j: %s at %d', (source, message, position) => {
+    expect(failure(() => parseExpression(source))).toEqual({ message, position });
+  });
+
+  it('bounds the nesting of ! like that of signs', () => {
+    expect(failure(() => parseExpression(`${'!'.repeat(300)}x`)).message).toMatch(/nested too deeply/);
+    expect(show(parseExpression(`${'!'.repeat(100)}x`)).length).toBe(100 * 3 + 1);
+  });
+});
+
 describe('numbers', () => {
   it.each([
     ['3', 3],
@@ -134,7 +226,9 @@ describe('syntax errors', () => {
     ['max(a,)', "unexpected ')', expected a number, a name or '('", 6],
     ['a * * b', "unexpected '*', expected a number, a name or '('", 4],
     ['x#2', "unexpected character '#'", 1],
-    ['a = b', "unexpected character '='", 2],
+    ['a = b', "unexpected character '=' (use '==' to compare)", 2],
+    ['x & z', "unexpected character '&' (use '&&' for logical and)", 2],
+    ['x | z', "unexpected character '|' (use '||' for logical or)", 2],
     ['a²', "unexpected character '²'", 1],
     ['foo(x)', "unknown function 'foo'", 0],
     ['a + Exp(x)', "unknown function 'Exp'", 4],

@@ -67,6 +67,8 @@ class ProgramBuilder {
   std::vector<double> consts_;
 };
 
+bool isBinaryOpcode(int op) { return (op >= kAdd && op <= kMax) || (op >= kLt && op <= kOr); }
+
 // ---- data and evaluation ---------------------------------------------------------
 
 struct AlignedBlock {
@@ -362,6 +364,210 @@ void testBinaryOps() {
     for (int j = 0; j < kTestParams; ++j) g[j] = 2 * va * ga[j];
     return va * va;
   });
+}
+
+// ---- comparisons and logical operators ------------------------------------------
+
+// The reference truth of a logical operand, written independently of the VM's.
+bool refTrue(double a) { return a != 0.0 && !std::isnan(a); }
+
+double refPiecewise(int op, double a, double b) {
+  switch (op) {
+    case kLt: return a < b ? 1.0 : 0.0;
+    case kLe: return a <= b ? 1.0 : 0.0;
+    case kGt: return a > b ? 1.0 : 0.0;
+    case kGe: return a >= b ? 1.0 : 0.0;
+    case kEq: return a == b ? 1.0 : 0.0;
+    case kNe: return a != b ? 1.0 : 0.0;
+    case kAnd: return refTrue(a) && refTrue(b) ? 1.0 : 0.0;
+    case kOr: return refTrue(a) || refTrue(b) ? 1.0 : 0.0;
+    case kNot: return refTrue(a) ? 0.0 : 1.0;
+  }
+  return NAN;
+}
+
+// Operands of the logical operators: each is false (0 or NaN) somewhere, on a
+// varying, scalar or constant path, with and without parameter tangents.
+std::vector<OperandSpec> operandsLogical() {
+  return {
+      {"(p0*x+p1) < 0.45 (varying comparison)",
+       [](ProgramBuilder& b) {
+         return b.binary(kLt, b.binary(kAdd, b.binary(kMul, b.param(0), b.var(0)), b.param(1)), b.constant(0.45));
+       },
+       [](double x, const double* t, double*) { return t[0] * x + t[1] < 0.45 ? 1.0 : 0.0; }},
+      {"(x > 0.5)*(p2*x+p3) (0 or positive, with tangents)",
+       [](ProgramBuilder& b) {
+         int x = b.var(0);
+         return b.binary(kMul, b.binary(kGt, x, b.constant(0.5)), b.binary(kAdd, b.binary(kMul, b.param(2), x), b.param(3)));
+       },
+       [](double x, const double* t, double*) { return x > 0.5 ? t[2] * x + t[3] : 0.0; }},
+      {"sqrt(x-0.4) (NaN below 0.4)",
+       [](ProgramBuilder& b) { return b.unary(kSqrt, b.binary(kSub, b.var(0), b.constant(0.4))); },
+       [](double x, const double*, double*) { return std::sqrt(x - 0.4); }},
+      {"p0 < p1 (scalar, false)",
+       [](ProgramBuilder& b) { return b.binary(kLt, b.param(0), b.param(1)); },
+       [](double, const double* t, double*) { return t[0] < t[1] ? 1.0 : 0.0; }},
+      {"p2-p3 (scalar, true)",
+       [](ProgramBuilder& b) { return b.binary(kSub, b.param(2), b.param(3)); },
+       [](double, const double* t, double* g) { g[2] = 1; g[3] = -1; return t[2] - t[3]; }},
+      {"-0 (constant)",
+       [](ProgramBuilder& b) { return b.constant(-0.0); },
+       [](double, const double*, double*) { return -0.0; }},
+      {"NaN (constant)",
+       [](ProgramBuilder& b) { return b.constant(NAN); },
+       [](double, const double*, double*) { return NAN; }},
+  };
+}
+
+// Values against the reference, and no tangents: the output mask is empty, so
+// checkDerivatives() requires every column of A to be exactly +0.
+void checkPiecewise(const std::string& name, const ProgramBuilder& b, const Dataset& d,
+                    const std::function<double(double x)>& ref) {
+  auto prog = b.build();
+  check(prog->outputMask() == 0, name + ": output has no parameter tangents");
+  checkDerivatives(name, prog, d, 300, [&](double x, double*) { return ref(x); });
+}
+
+void testPiecewiseOps() {
+  const Dataset d = makeData(kBlockSize, 1, 15);
+  double scratch[kTestParams];
+  for (int op = kLt; op <= kNe; ++op) {
+    for (const OperandSpec& a : operandsA()) {
+      for (const OperandSpec& bSpec : operandsCrossing()) {
+        ProgramBuilder b(kTestParams, 1);
+        int ia = a.emit(b);
+        b.binary(static_cast<Op>(op), ia, bSpec.emit(b));
+        checkPiecewise("comparison " + std::to_string(op) + " on " + a.name + ", " + bSpec.name, b, d, [&](double x) {
+          return refPiecewise(op, a.eval(x, kTheta, scratch), bSpec.eval(x, kTheta, scratch));
+        });
+      }
+    }
+  }
+  const std::vector<OperandSpec> logical = operandsLogical();
+  for (int op : {kAnd, kOr}) {
+    for (const OperandSpec& a : logical) {
+      for (const OperandSpec& bSpec : logical) {
+        ProgramBuilder b(kTestParams, 1);
+        int ia = a.emit(b);
+        b.binary(static_cast<Op>(op), ia, bSpec.emit(b));
+        checkPiecewise("logical " + std::to_string(op) + " on " + a.name + ", " + bSpec.name, b, d, [&](double x) {
+          return refPiecewise(op, a.eval(x, kTheta, scratch), bSpec.eval(x, kTheta, scratch));
+        });
+      }
+    }
+  }
+  for (const OperandSpec& a : logical) {
+    ProgramBuilder b(kTestParams, 1);
+    b.unary(kNot, a.emit(b));
+    checkPiecewise(std::string("not on ") + a.name, b, d,
+                   [&](double x) { return refPiecewise(kNot, a.eval(x, kTheta, scratch), 0.0); });
+  }
+}
+
+// Every pair of special values, through the block loops (two data columns)
+// and through the scalar prelude (two parameters): the same bits as the
+// reference, so the kernel and TypeScript's constant folding can agree.
+void testPiecewiseSpecialValues() {
+  const double special[] = {NAN, -INFINITY, -1.0, -0.0, 0.0, 0x1p-1074, 0.5, 1.0, INFINITY};
+  const int nSpecial = 9;
+  std::vector<double> xs, zs;
+  for (double x : special) {
+    for (double z : special) {
+      xs.push_back(x);
+      zs.push_back(z);
+    }
+  }
+  const int rows = static_cast<int>(xs.size());
+  const double* cols[2] = {xs.data(), zs.data()};
+  Columns c{cols, 2, nullptr, nullptr};
+  std::vector<double> f(rows);
+  for (int op = kLt; op <= kNot; ++op) {
+    const bool unary = op == kNot;
+    ProgramBuilder vb(0, 2);
+    int x = vb.var(0);
+    int z = vb.var(1);
+    vb.emit(op, x, unary ? 0 : z);
+    BlockEvaluator blockEv(vb.build());
+    blockEv.setParams(nullptr);
+    blockEv.evalValues(c, 0, rows, f.data());
+    bool blockOk = true, scalarOk = true;
+    for (int i = 0; i < rows; ++i) {
+      const double want = refPiecewise(op, xs[i], zs[i]);
+      blockOk &= sameBits(&f[i], &want, 1);
+    }
+    ProgramBuilder sb(2, 0);
+    int p0 = sb.param(0);
+    int p1 = sb.param(1);
+    sb.emit(op, p0, unary ? 0 : p1);
+    auto scalarProg = sb.build();
+    BlockEvaluator scalarEv(scalarProg);
+    for (int i = 0; i < nSpecial * nSpecial; ++i) {
+      const double theta[2] = {xs[i], zs[i]};
+      double v = 0;
+      scalarEv.setParams(theta);
+      scalarEv.evalValues(Columns{}, 0, 1, &v);
+      const double want = refPiecewise(op, xs[i], zs[i]);
+      scalarOk &= sameBits(&v, &want, 1);
+    }
+    check(blockOk, "opcode " + std::to_string(op) + ": block values on special operands (NaN, inf, -0, ...)");
+    check(scalarOk, "opcode " + std::to_string(op) + ": scalar values on special operands (NaN, inf, -0, ...)");
+  }
+}
+
+// Piecewise models: the tangents flowing through a product with a condition
+// are exact, the condition's own parameters get exactly 0.
+void testPiecewiseModels() {
+  const Dataset d = makeData(kBlockSize, 1, 16);
+  {
+    ProgramBuilder b(kTestParams, 1);
+    int x = b.var(0);
+    int half = b.constant(0.5);
+    b.binary(kAdd, b.binary(kMul, b.param(0), b.binary(kGt, x, half)),
+             b.binary(kMul, b.param(1), b.binary(kLe, x, half)));
+    checkDerivatives("p0*(x > 0.5) + p1*(x <= 0.5)", b.build(), d, kBlockSize, [](double xi, double* g) {
+      g[0] = xi > 0.5;
+      g[1] = xi <= 0.5;
+      return xi > 0.5 ? kTheta[0] : kTheta[1];
+    });
+  }
+  {
+    // The threshold moves with p2, but the value only jumps there: d/dp2 is 0.
+    ProgramBuilder b(kTestParams, 1);
+    int x = b.var(0);
+    int cond = b.binary(kGt, b.binary(kMul, b.param(2), x), b.constant(0.25));
+    b.binary(kAdd, b.binary(kMul, b.binary(kMul, b.param(0), x), cond), b.binary(kMul, b.param(3), b.unary(kNot, cond)));
+    auto prog = b.build();
+    check(prog->outputMask() == 0b1001, "p0*x*(p2*x > 0.25) + p3*!(...): tangents for p0 and p3 only");
+    checkDerivatives("p0*x*(p2*x > 0.25) + p3*!(p2*x > 0.25)", prog, d, 400, [](double xi, double* g) {
+      const bool on = kTheta[2] * xi > 0.25;
+      g[0] = on ? xi : 0.0;
+      g[3] = on ? 0.0 : 1.0;
+      return on ? kTheta[0] * xi : kTheta[3];
+    });
+  }
+  {
+    // min with a condition: the tangent is p0's where min takes a, else 0.
+    ProgramBuilder b(kTestParams, 1);
+    int x = b.var(0);
+    b.binary(kMin, b.binary(kAdd, b.binary(kMul, b.param(0), x), b.param(1)), b.binary(kGt, x, b.constant(0.6)));
+    checkDerivatives("min(p0*x+p1, x > 0.6)", b.build(), d, kBlockSize, [](double xi, double* g) {
+      const double a = kTheta[0] * xi + kTheta[1], c = xi > 0.6 ? 1.0 : 0.0;
+      g[0] = a <= c ? xi : 0.0;
+      g[1] = a <= c ? 1.0 : 0.0;
+      return a <= c ? a : c;
+    });
+  }
+  {
+    // Scalar conditions in the prelude select scalar branches.
+    ProgramBuilder b(kTestParams, 1);
+    int cond = b.binary(kLt, b.param(0), b.param(1));  // 0.3 < 0.2: false
+    b.binary(kAdd, b.binary(kMul, cond, b.param(2)), b.binary(kMul, b.unary(kNot, cond), b.binary(kMul, b.param(3), b.var(0))));
+    checkDerivatives("(p0 < p1)*p2 + !(p0 < p1)*p3*x", b.build(), d, kBlockSize, [](double xi, double* g) {
+      g[2] = 0.0;
+      g[3] = xi;
+      return kTheta[3] * xi;
+    });
+  }
 }
 
 void testPowi() {
@@ -661,6 +867,17 @@ DenseValue denseOp(int op, int n, const DenseValue& a, const DenseValue& b, int 
       r = takeA ? a : b;
       break;
     }
+    case kLt:
+    case kLe:
+    case kGt:
+    case kGe:
+    case kEq:
+    case kNe:
+    case kAnd:
+    case kOr:
+    case kNot:
+      r.v = refPiecewise(op, a.v, b.v);  // tangents stay 0
+      break;
     default: {
       double v = 0, dv = 0;
       if (op == kPowi) {
@@ -712,7 +929,7 @@ class RandomProgramMaker {
     return emit(kAdd, emit(kConst, 0, 0, 1.0), emit(kPowi, emit(kTanh, a), 2));
   }
   void grow() {
-    switch (splitmix(s_) % 16) {
+    switch (splitmix(s_) % 18) {
       case 0: emit(kParam, static_cast<int>(splitmix(s_) % p_)); break;
       case 1: emit(kVar, static_cast<int>(splitmix(s_) % v_)); break;
       case 2: emit(kConst, 0, 0, uniform(s_) * 2 - 1); break;
@@ -728,6 +945,13 @@ class RandomProgramMaker {
       case 12: emit(kSqrt, positive(pick())); break;
       case 13: emit(kPowi, emit(kTanh, pick()), static_cast<int>(splitmix(s_) % 9) - 4 == 0 ? 3 : 2); break;
       case 14: emit(kPow, positive(pick()), emit(kTanh, pick())); break;
+      // A condition times a value, so tangents flow past conditions.
+      case 15: emit(kMul, pick(), emit(kLt + static_cast<int>(splitmix(s_) % 6), pick(), pick())); break;
+      case 16: {
+        const int op = kAnd + static_cast<int>(splitmix(s_) % 3);
+        emit(op, pick(), op == kNot ? 0 : pick());
+        break;
+      }
       default: emit(kAtan2, pick(), positive(pick())); break;
     }
   }
@@ -742,7 +966,7 @@ class RandomProgramMaker {
       default: break;
     }
     const DenseValue& a = vals[as_[i]];
-    const bool binary = ops_[i] >= kAdd && ops_[i] <= kMax;
+    const bool binary = isBinaryOpcode(ops_[i]);
     return denseOp(ops_[i], bs_[i], a, binary ? vals[bs_[i]] : a, p_);
   }
   int size() const { return static_cast<int>(ops_.size()); }
@@ -871,7 +1095,8 @@ void testVerifier() {
 
   expectRejected("short", {kMagic, kVersion}, {}, "program has 2 words, fewer than the 6-word header");
   expectRejected("magic", with(0, 0x12345678), {}, "bad magic 0x12345678 (expected 0x4E4C4631)");
-  expectRejected("version", with(1, 2), {}, "unsupported bytecode version 2 (expected 1)");
+  expectRejected("version", with(1, 1), {}, "unsupported bytecode version 1 (expected 2)");
+  expectRejected("version 3", with(1, 3), {}, "unsupported bytecode version 3 (expected 2)");
   expectRejected("nInstr 0", with(2, 0), {}, "nInstr = 0 is out of range [1, 65536]");
   expectRejected("nInstr big", with(2, kMaxInstr + 1), {}, "nInstr = 65537 is out of range [1, 65536]");
   expectRejected("nParams", with(3, 65), {}, "nParams = 65 is out of range [0, 64]");
@@ -880,8 +1105,8 @@ void testVerifier() {
   expectRejected("nConsts negative", with(5, -3), {}, "nConsts = -3 is negative");
   expectRejected("length", with(2, 4), {}, "program has 15 words but its header describes 18 (6 + 3 * nInstr 4)");
   expectRejected("nConsts mismatch", base, {}, "header says nConsts = 0 but 2 constants were given", 2);
-  expectRejected("opcode", with(instrWord(1, 0), 27), {}, "instruction 1: opcode 27 is out of range [0, 26]");
-  expectRejected("opcode negative", with(instrWord(0, 0), -1), {}, "instruction 0: opcode -1 is out of range [0, 26]");
+  expectRejected("opcode", with(instrWord(1, 0), 36), {}, "instruction 1: opcode 36 is out of range [0, 35]");
+  expectRejected("opcode negative", with(instrWord(0, 0), -1), {}, "instruction 0: opcode -1 is out of range [0, 35]");
   expectRejected("param index", with(instrWord(0, 1), 2), {},
                  "instruction 0 (param): parameter index a = 2 is out of range [0, 2)");
   expectRejected("var index", with(instrWord(1, 1), -1), {},
@@ -907,6 +1132,28 @@ void testVerifier() {
     b.emit(kSqrt, 5);
     expectRejected("unary ref", b.code(), {}, "instruction 1 (sqrt): operand a = 5 does not refer to an earlier instruction");
   }
+  // Comparisons and logical operators are checked like every binary and unary opcode.
+  {
+    std::vector<int32_t> c = with(instrWord(2, 0), kLe);
+    c[instrWord(2, 2)] = 2;
+    expectRejected("comparison self ref", c, {}, "instruction 2 (le): operand b = 2 does not refer to an earlier instruction");
+    c = with(instrWord(2, 0), kOr);
+    c[instrWord(2, 1)] = -1;
+    expectRejected("logical negative ref", c, {}, "instruction 2 (or): operand a = -1 does not refer to an earlier instruction");
+    c = with(instrWord(2, 0), kNot);
+    expectRejected("not b", c, {}, "instruction 2 (not): unused operand b = 1 must be 0");
+    c[instrWord(2, 2)] = 0;
+    c[instrWord(2, 1)] = 7;
+    expectRejected("not ref", c, {}, "instruction 2 (not): operand a = 7 does not refer to an earlier instruction");
+    const char* names[] = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or"};
+    for (int op = kLt; op <= kOr; ++op) {
+      c = with(instrWord(2, 0), op);
+      c[instrWord(2, 2)] = 5;
+      expectRejected("binary range", c, {},
+                     std::string("instruction 2 (") + names[op - kLt] + "): operand b = 5 does not refer to an earlier instruction");
+    }
+  }
+
   for (int n : {65, -65, std::numeric_limits<int32_t>::min()}) {
     ProgramBuilder b(1, 1);
     b.param(0);
@@ -1017,7 +1264,7 @@ void fuzzInstruction(uint64_t& s, int i, int nParams, int nVars, int nConsts, st
   const int32_t limit = op == kConst ? nConsts : op == kParam ? nParams : op == kVar ? nVars : i;
   auto pick = [&](int32_t n) { return n > 0 ? static_cast<int32_t>(splitmix(s) % static_cast<uint64_t>(n)) : 0; };
   int32_t a = pick(limit);
-  int32_t b = (op >= kAdd && op <= kMax) ? pick(i) : op == kPowi ? static_cast<int32_t>(splitmix(s) % 17) - 8 : 0;
+  int32_t b = isBinaryOpcode(op) ? pick(i) : op == kPowi ? static_cast<int32_t>(splitmix(s) % 17) - 8 : 0;
   if (splitmix(s) % 32 == 0) {
     switch (splitmix(s) % 4) {
       case 0: op = hostileWord(s, kOpCount); break;
@@ -1112,6 +1359,9 @@ int main() {
   testEvaluatorArguments();
   testUnaryOps();
   testBinaryOps();
+  testPiecewiseOps();
+  testPiecewiseSpecialValues();
+  testPiecewiseModels();
   testPowi();
   testEdgeRules();
   testModels();
