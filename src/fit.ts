@@ -5,21 +5,28 @@
  *   const r = await fit({ model: 'b1*(1-exp(-b2*x))', data: { x, y }, p0: { b1: 500, b2: 1e-4 } });
  *   console.log(r.params, r.stderr, r.summary());
  */
+import { sharedFloat64 } from './data/columns.js';
+import type { ColumnSource } from './data/source.js';
+import { isSourceSpec, memorySource, openSource } from './data/sources/index.js';
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
-import { blockCount, checkLayout } from './exec/layout.js';
+import { blockCount, checkLayout, kBlockSize } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
+import { StreamingEvaluator, type StreamShape } from './exec/streaming.js';
 import type { WarmupTask } from './exec/worker.js';
+import { applyPressure, availableMemory, decide, PressureMonitor, type Decision } from './memory/index.js';
+import { isCatalogName } from './model/catalog.js';
 import { loadAddon } from './native.js';
 import {
-  checkDataValues,
-  kInlineMaxPoints,
+  dataValueError,
   normalizeFitOptions,
   type EngineOptions,
   type FitOptions,
+  type MemoryColumns,
   type NormalizedFit,
+  type OpenedData,
 } from './options.js';
 import { runSolver } from './solver/driver.js';
 import { FitResult } from './solver/result.js';
@@ -78,86 +85,270 @@ export function fit(options: FitOptions): Promise<FitResult> {
   return getDefaultEngine().fit(options);
 }
 
-function chooseEvaluator(pool: EnginePool, job: NormalizedFit, columns: PassColumns): Evaluator {
-  const program = { code: job.model.code, consts: job.model.consts };
-  const useInline = job.strategy === 'standard' || (job.strategy === 'auto' && job.nPoints <= kInlineMaxPoints);
-  if (useInline) return new InlineEvaluator(program, columns);
-  const nBlocks = blockCount(job.nPoints);
-  const chunkBlocks =
-    job.chunkSize !== null
-      ? Math.ceil(job.chunkSize / loadAddon().blockSize)
-      : Math.max(kMinChunkBlocks, Math.ceil(nBlocks / (job.threads * kTasksPerThread)));
-  return new PooledEvaluator(pool.workers(), program, columns, { threads: job.threads, chunkBlocks });
-}
+/** Growth of memory use, as a fraction of the budget, between two pressure actions. */
+const kPressureStep = 0.05;
+/** Rows read per request when a source is loaded into memory. */
+const kLoadRows = 1 << 20;
+/** Rows of x and y sampled from a large source for a catalog model's first guess: runs of 256. */
+const kSampleRuns = 256;
+const kSampleRun = 256;
 
 async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult> {
   const started = performance.now();
   const addon = loadAddon();
   checkLayout(addon);
-  const job = normalizeFitOptions(options, pool.threads);
-  const columns: PassColumns = { vars: job.vars, y: job.y, sigma: job.sigma, nPoints: job.nPoints };
-  const evaluator = chooseEvaluator(pool, job, columns);
-  const setupMs = performance.now() - started;
+  const baselineRss = process.memoryUsage().rss;
+  let source: ColumnSource | null = null;
+  try {
+    let opened: OpenedData | null = null;
+    const raw = options as unknown as Record<string, unknown> | null;
+    if (raw !== null && typeof raw === 'object' && isSourceSpec(raw.data)) {
+      source = await openSource(raw.data, { bufferBytes: streamBufferBytes(raw) });
+      opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
+    }
+    const job = normalizeFitOptions(options, pool.threads, opened);
+    const decision = decideFor(job, pool.threads);
+    let memory = job.memory;
+    if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
+    // The monitor measures against the whole budget (the decision planned for
+    // safetyFactor of it). RSS rarely falls once reached, so one reading above
+    // a level acts once: the next action needs usage to have grown by another
+    // kPressureStep of the budget since the last one.
+    const monitor = new PressureMonitor({ budgetBytes: decision.budget.availableBytes, baselineRss });
+    let pressureEvents = 0;
+    let actedAt = 0;
+    const relieve = (shape: StreamShape): StreamShape => {
+      const reading = monitor.check();
+      if (reading.action === 'none' || reading.fraction < actedAt + kPressureStep) return shape;
+      actedAt = reading.fraction;
+      pressureEvents += 1;
+      const next = applyPressure({ chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight }, reading.action, kBlockSize);
+      job.onProgress?.({ type: 'pressure', ...reading, applied: next });
+      return { chunkBlocks: next.chunkSize / kBlockSize, chunksInFlight: next.chunksInFlight };
+    };
+    const evaluator = chooseEvaluator(pool, job, decision, memory, source, relieve);
+    const setupMs = performance.now() - started;
 
-  let totalSumOfSquares = NaN;
-  const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver, () => {
-    totalSumOfSquares = checkDataValues(job, evaluator.audit!);
-  });
-  if (state.status === 'nonfinite_start') throw nonFiniteStart(job);
+    let totalSumOfSquares = NaN;
+    const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver, {
+      afterFirstPass: async () => {
+        const audit = evaluator.audit!;
+        if (audit.firstInvalidBlock >= 0) {
+          const first = audit.firstInvalidBlock * kBlockSize;
+          const count = Math.min(kBlockSize, job.nPoints - first);
+          throw dataValueError(job, await readRows(job, memory, source, first, count), first, count);
+        }
+        totalSumOfSquares = audit.totalSumOfSquares;
+      },
+      onPass: job.onProgress ? (pass) => job.onProgress!({ type: 'pass', pass, elapsedMs: performance.now() - started }) : undefined,
+    });
+    if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, memory, source);
 
-  const statisticsStarted = performance.now();
-  const statistics = fitStatistics(
-    state.factor,
-    state.fnorm,
-    job.paramNames.length,
-    job.nPoints,
-    totalSumOfSquares,
-    job.absoluteSigma,
-  );
-  const statisticsMs = performance.now() - statisticsStarted;
-  return new FitResult({
-    model: job.model.source,
-    paramNames: job.paramNames,
-    values: state.x,
-    p0: job.p0,
-    statistics,
-    success: state.success,
-    status: state.status,
-    message:
-      state.nonFiniteTrials > 0
-        ? `${state.message} ${state.nonFiniteTrials} trial point${state.nonFiniteTrials === 1 ? '' : 's'} gave non-finite model values or derivatives and ${state.nonFiniteTrials === 1 ? 'was' : 'were'} rejected.`
-        : state.message,
-    iterations: state.iterations,
-    nfev: state.nfev,
-    njev: state.njev,
-    strategy: evaluator.kind === 'inline' ? 'standard' : 'chunked',
-    threads: evaluator.kind === 'inline' ? 1 : job.threads,
-    absoluteSigma: job.absoluteSigma,
-    weighted: job.sigma !== null,
-    timing: {
-      totalMs: performance.now() - started,
-      setupMs,
-      evaluateMs: evaluator.stats.evaluateMs,
-      kernelMs: evaluator.stats.kernelMs,
-      solverMs,
-      statisticsMs,
-    },
+    const statisticsStarted = performance.now();
+    const statistics = fitStatistics(
+      state.factor,
+      state.fnorm,
+      job.paramNames.length,
+      job.nPoints,
+      totalSumOfSquares,
+      job.absoluteSigma,
+    );
+    const statisticsMs = performance.now() - statisticsStarted;
+    const shape = executionShape(evaluator, decision);
+    return new FitResult({
+      model: job.model.source,
+      paramNames: job.paramNames,
+      values: state.x,
+      p0: job.p0,
+      statistics,
+      success: state.success,
+      status: state.status,
+      message:
+        state.nonFiniteTrials > 0
+          ? `${state.message} ${state.nonFiniteTrials} trial point${state.nonFiniteTrials === 1 ? '' : 's'} gave non-finite model values or derivatives and ${state.nonFiniteTrials === 1 ? 'was' : 'were'} rejected.`
+          : state.message,
+      iterations: state.iterations,
+      nfev: state.nfev,
+      njev: state.njev,
+      threads: evaluator.kind === 'inline' ? 1 : job.threads,
+      absoluteSigma: job.absoluteSigma,
+      weighted: job.weighted,
+      timing: {
+        totalMs: performance.now() - started,
+        setupMs,
+        evaluateMs: evaluator.stats.evaluateMs,
+        kernelMs: evaluator.stats.kernelMs,
+        solverMs,
+        statisticsMs,
+      },
+      execution: {
+        strategy: evaluator.kind === 'inline' ? 'standard' : evaluator.kind === 'pooled' ? 'chunked' : 'streaming',
+        reason: job.chunkSize === null ? decision.reason : `${decision.reason}; chunkSize ${job.chunkSize} points as given`,
+        chunkSize: shape.chunkSize,
+        chunksInFlight: shape.chunksInFlight,
+        memoryPressure: decision.memoryPressure,
+        pressureEvents,
+        dataSource: source ? source.kind : 'memory',
+        droppedRows: 0,
+      },
+    });
+  } finally {
+    await source?.close();
+  }
+}
+
+/** The coordinator's decision for this job, honouring the workflow, goal and strategy options. */
+function decideFor(job: NormalizedFit, engineThreads: number): Decision {
+  const fromFile = job.source !== null && job.source.kind !== 'memory';
+  let workflow: string = job.plan.strategy;
+  if (job.plan.preferStreaming && fromFile && workflow === 'auto') workflow = 'streaming';
+  return decide({
+    nPoints: job.nPoints,
+    nParams: job.paramNames.length,
+    nVariables: job.varNames.length,
+    workflow: workflow as Parameters<typeof decide>[0]['workflow'],
+    memoryLimitMb: job.memoryLimitMb ?? undefined,
+    threads: Math.min(job.threads, engineThreads),
+    weighted: job.weighted,
+    dataLocation: job.source === null || job.source.kind === 'memory' ? 'memory' : job.source.kind === 'stream' ? 'stream' : 'file',
+    safetyFactor: job.safetyFactor,
   });
 }
 
+function chooseEvaluator(
+  pool: EnginePool,
+  job: NormalizedFit,
+  decision: Decision,
+  memory: MemoryColumns | null,
+  source: ColumnSource | null,
+  relieve: (shape: StreamShape) => StreamShape,
+): Evaluator {
+  const program = { code: job.model.code, consts: job.model.consts };
+  const nBlocks = blockCount(job.nPoints);
+  if (decision.strategy === 'streaming') {
+    // Data the caller holds in memory can still be streamed (forced), through a copying source.
+    const streamed = source ?? memorySource(memoryRecord(job, memory!));
+    const chunkPoints = job.chunkSize ?? decision.chunkSize;
+    return new StreamingEvaluator(
+      pool.workers(),
+      program,
+      streamed,
+      { vars: job.varNames, y: 'y', sigma: job.weighted ? 'sigma' : null },
+      job.nPoints,
+      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve },
+    );
+  }
+  const columns: PassColumns = { ...memory!, nPoints: job.nPoints };
+  if (decision.strategy === 'standard') return new InlineEvaluator(program, columns);
+  const chunkBlocks =
+    job.chunkSize !== null
+      ? Math.ceil(job.chunkSize / kBlockSize)
+      : Math.max(kMinChunkBlocks, Math.ceil(nBlocks / (job.threads * kTasksPerThread)));
+  return new PooledEvaluator(pool.workers(), program, columns, {
+    threads: job.threads,
+    chunkBlocks,
+    // Under pressure, smaller tasks: less scratch and fewer partial results alive at once.
+    reshape: (blocks) => relieve({ chunkBlocks: blocks, chunksInFlight: job.threads }).chunkBlocks,
+  });
+}
+
+function executionShape(evaluator: Evaluator, decision: Decision): { chunkSize: number; chunksInFlight: number } {
+  if (evaluator instanceof StreamingEvaluator) {
+    const shape = evaluator.currentShape;
+    return { chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight };
+  }
+  if (evaluator instanceof PooledEvaluator) return { chunkSize: evaluator.currentChunkBlocks * kBlockSize, chunksInFlight: 0 };
+  return { chunkSize: decision.chunkSize, chunksInFlight: 0 };
+}
+
+/** In-memory columns by source name (y, sigma, the model's variables). */
+function memoryRecord(job: NormalizedFit, memory: MemoryColumns): Record<string, Float64Array> {
+  const record: Record<string, Float64Array> = { y: memory.y };
+  if (memory.sigma) record.sigma = memory.sigma;
+  job.varNames.forEach((name, v) => (record[name] = memory.vars[v]!));
+  return record;
+}
+
+/** Reads the columns the fit uses from a source into shared memory (the decision said they fit). */
+async function loadColumns(job: NormalizedFit, source: ColumnSource): Promise<MemoryColumns> {
+  const names = ['y', ...(job.weighted ? ['sigma'] : []), ...job.varNames];
+  const whole: Record<string, Float64Array> = {};
+  for (const name of names) whole[name] = sharedFloat64(job.nPoints);
+  for (let start = 0; start < job.nPoints; start += kLoadRows) {
+    const count = Math.min(kLoadRows, job.nPoints - start);
+    const views: Record<string, Float64Array> = {};
+    for (const name of names) views[name] = whole[name]!.subarray(start, start + count);
+    await source.read(start, count, views);
+  }
+  return { vars: job.varNames.map((name) => whole[name]!), y: whole.y!, sigma: job.weighted ? whole.sigma! : null };
+}
+
+/** Rows [start, start + count) of the columns the fit reads, from memory or the source. */
+async function readRows(
+  job: NormalizedFit,
+  memory: MemoryColumns | null,
+  source: ColumnSource | null,
+  start: number,
+  count: number,
+): Promise<Record<string, Float64Array>> {
+  if (memory) {
+    const all = memoryRecord(job, memory);
+    return Object.fromEntries(Object.entries(all).map(([name, values]) => [name, values.subarray(start, start + count)]));
+  }
+  const names = ['y', ...(job.weighted ? ['sigma'] : []), ...job.varNames];
+  const rows: Record<string, Float64Array> = {};
+  for (const name of names) rows[name] = new Float64Array(count);
+  await source!.read(start, count, rows);
+  return rows;
+}
+
+/** Memory a one-shot stream or CSV may buffer before spilling: half the fit's budget. */
+function streamBufferBytes(raw: Record<string, unknown>): number {
+  const limit = typeof raw.memoryLimitMb === 'number' && raw.memoryLimitMb > 0 ? raw.memoryLimitMb : undefined;
+  const safety = typeof raw.safetyFactor === 'number' && raw.safetyFactor > 0 && raw.safetyFactor <= 1 ? raw.safetyFactor : 0.75;
+  return Math.floor(availableMemory({ memoryLimitMb: limit }).availableBytes * safety * 0.5);
+}
+
+/** A catalog model without a complete p0 guesses from x and y. */
+function wantsGuess(raw: Record<string, unknown>): boolean {
+  const model = raw.model;
+  return (typeof model === 'string' && isCatalogName(model)) || (model !== null && typeof model === 'object');
+}
+
+/** x and y for a first guess: all rows when few, else evenly spaced runs. */
+async function readSample(source: ColumnSource): Promise<{ x: Float64Array; y: Float64Array } | null> {
+  if (!source.columns.includes('x') || !source.columns.includes('y')) return null;
+  const n = source.nRows;
+  if (n <= kSampleRuns * kSampleRun) {
+    const x = new Float64Array(n);
+    const y = new Float64Array(n);
+    await source.read(0, n, { x, y });
+    return { x, y };
+  }
+  const x = new Float64Array(kSampleRuns * kSampleRun);
+  const y = new Float64Array(kSampleRuns * kSampleRun);
+  for (let k = 0; k < kSampleRuns; k++) {
+    const start = Math.floor((k * (n - kSampleRun)) / (kSampleRuns - 1));
+    const at = k * kSampleRun;
+    await source.read(start, kSampleRun, { x: x.subarray(at, at + kSampleRun), y: y.subarray(at, at + kSampleRun) });
+  }
+  return { x, y };
+}
+
 /** The starting point is unusable: say where the model first fails. */
-function nonFiniteStart(job: NormalizedFit): Error {
+async function nonFiniteStart(job: NormalizedFit, memory: MemoryColumns | null, source: ColumnSource | null): Promise<Error> {
   const kernel = new (loadAddon().Kernel)(job.model.code, job.model.consts);
   const step = 1 << 16;
   for (let start = 0; start < job.nPoints; start += step) {
     const count = Math.min(step, job.nPoints - start);
+    const rows = await readRows(job, memory, source, start, count);
+    const vars = job.varNames.map((name) => rows[name]!);
     const values = new Float64Array(count);
-    kernel.predict(job.p0, job.vars, start, count, values);
+    kernel.predict(job.p0, vars, 0, count, values);
     const bad = values.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) {
-      const i = start + bad;
-      const at = job.model.variableNames.map((name, v) => `${name} = ${job.vars[v]![i]}`).join(', ');
-      return invalidInput('p0', `the model is ${values[bad]} at point ${i}${at ? ` (${at})` : ''} for the starting parameters`);
+      const at = job.varNames.map((name) => `${name} = ${rows[name]![bad]}`).join(', ');
+      return invalidInput('p0', `the model is ${values[bad]} at point ${start + bad}${at ? ` (${at})` : ''} for the starting parameters`);
     }
   }
   return invalidInput('p0', 'the derivatives of the model are not finite at the starting parameters (e.g. sqrt or log at 0, or a power of 0)');

@@ -25,6 +25,8 @@ export interface NativeKernel {
     blockEnd: number,
     /** When given (3 * nBlocks, global block index), each block is also audited into it (columns.hpp). */
     moments?: Float64Array | null,
+    /** Global row of the columns' element 0 (a multiple of the block size): for a chunk that holds only its own rows. */
+    rowOffset?: number,
   ): Float64Array;
   /** Model values for points [start, start + count) into out. */
   predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;

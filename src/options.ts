@@ -8,19 +8,33 @@ import { closestName, invalidInput, invalidRange, invalidType } from './errors.j
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
-import type { DataAudit } from './exec/evaluator.js';
-import { loadAddon } from './native.js';
+import type { ColumnSource } from './data/source.js';
+import type { PressureReading } from './memory/index.js';
+import { resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
 export type ModelSpec = string | { name: string; degree?: number };
 
-export type Strategy = 'auto' | 'standard' | 'chunked';
+export type Strategy = 'auto' | 'standard' | 'chunked' | 'streaming';
+
+/** Data a fit reads: named in-memory columns, or where to read them (src/data/sources). */
+export type DataInput = Record<string, ColumnInput> | string | ColumnSource | AsyncIterable<Record<string, ArrayLike<number>>> | object;
+
+/** What fit() reports while it runs (onProgress). */
+export type ProgressEvent =
+  | { type: 'pass'; pass: number; elapsedMs: number }
+  | ({ type: 'pressure' } & PressureReading & { applied: { chunkSize: number; chunksInFlight: number } | null });
 
 export interface FitOptions {
   /** Expression (`'a*exp(-b*x)+c'`) or catalog model (`'exponential'`, `{ name: 'polynomial', degree: 3 }`). */
   model: ModelSpec;
-  /** Named columns of equal length: `y` is the response, `sigma` (optional) its standard deviations, every other column a variable. */
-  data: Record<string, ColumnInput>;
+  /**
+   * Named columns of equal length: `y` is the response, `sigma` (optional) its
+   * standard deviations, every other column a variable. Or where to read them:
+   * a CSV path, `{ x: 'x.npy', y: 'y.bin' }`, `{ path: 'data.npy', columns: ['x', 'y'] }`,
+   * an async iterable of column chunks, or a ColumnSource.
+   */
+  data: DataInput;
   /** Starting values by name, or an array in parameter order. Optional for catalog models (guessed from the data; a partial object overrides the guess). */
   p0?: Record<string, number> | ArrayLike<number>;
   /** Covariance as given by sigma, not rescaled by the reduced chi-square (scipy's absolute_sigma). Default false. */
@@ -39,13 +53,23 @@ export interface FitOptions {
   threads?: number;
   /** Points per pool task, rounded up to whole blocks of 512. Never changes the result. */
   chunkSize?: number;
-  /** 'standard' (calling thread), 'chunked' (worker pool) or 'auto' (by size). Never changes the result. */
+  /** 'standard' (calling thread), 'chunked' (worker pool), 'streaming' (read from the source every pass) or 'auto' (by size and memory). Never changes the result. */
   strategy?: Strategy;
+  /** A named bundle of strategy and tolerances (src/workflow.ts). Naming one selects the tolerance table by data size. */
+  workflow?: Workflow;
+  /** 'fast' (looser tolerances), 'quality' (tighter), 'memory_efficient' (stream file data). */
+  goal?: Goal;
+  /** Memory the fit may use, in MB, above what the process uses when it starts (capped by the container). */
+  memoryLimitMb?: number;
+  /** Fraction of the available memory the fit plans to use (default 0.75). */
+  safetyFactor?: number;
+  /** Called after each pass and on memory pressure. */
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
-  'threads', 'chunkSize', 'strategy',
+  'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -53,21 +77,41 @@ export const kDefaultTolerance = 1e-12;
 export const kInlineMaxPoints = 1 << 16;
 export const kReservedColumns = ['y', 'sigma'] as const;
 
+/** The columns a fit reads, float64 in shared memory; vars in bytecode order. */
+export interface MemoryColumns {
+  vars: Float64Array[];
+  y: Float64Array;
+  sigma: Float64Array | null;
+}
+
 export interface NormalizedFit {
   model: CompiledModel;
   catalog: CatalogModel | null;
   paramNames: string[];
   p0: Float64Array;
-  /** The variable columns the model reads, float64 in shared memory, in bytecode order. */
-  vars: Float64Array[];
-  y: Float64Array;
-  sigma: Float64Array | null;
+  /** The data in memory, or null when it is read from `source`. */
+  memory: MemoryColumns | null;
+  /** The opened source when the data was given as files or a stream (the caller closes it). */
+  source: ColumnSource | null;
+  /** Source column names the model reads, in bytecode order. */
+  varNames: string[];
+  weighted: boolean;
   nPoints: number;
   absoluteSigma: boolean;
   solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
   threads: number;
   chunkSize: number | null;
-  strategy: Strategy;
+  plan: WorkflowPlan;
+  memoryLimitMb: number | null;
+  safetyFactor: number;
+  onProgress: ((event: ProgressEvent) => void) | null;
+}
+
+/** Data already opened by the caller (fit() opens files and streams, which is asynchronous). */
+export interface OpenedData {
+  source: ColumnSource;
+  /** Rows of x and y for a catalog model's first guess (a sample when the data is large). */
+  sample: { x: Float64Array; y: Float64Array } | null;
 }
 
 function suggest(name: string, known: readonly string[]): string {
@@ -192,7 +236,7 @@ function isArrayLikeOfValues(value: unknown): value is ArrayLike<unknown> {
  * Validates fit options against an engine of `engineThreads` workers.
  * Throws TypeError/RangeError (or ModelError for expressions) naming the field.
  */
-export function normalizeFitOptions(input: unknown, engineThreads: number): NormalizedFit {
+export function normalizeFitOptions(input: unknown, engineThreads: number, opened: OpenedData | null = null): NormalizedFit {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw invalidType('fit options', 'object', input);
   }
@@ -205,19 +249,115 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
   if (options.model === undefined) throw invalidInput('model', 'a model is required');
   const { source, catalog } = resolveModel(options.model);
 
-  const data = options.data;
+  const table = opened ? sourceTable(opened) : memoryTable(options.data);
+  const columnNames = table.names.filter((name) => !(kReservedColumns as readonly string[]).includes(name));
+  const nPoints = table.nPoints;
+  const weighted = table.names.includes('sigma');
+
+  const guess = (): number[] => {
+    if (!table.names.includes('x')) throw invalidInput('data', `the ${catalog!.name} model needs a column 'x'`);
+    const sample = table.sample();
+    return catalog!.guess(sample.x, sample.y);
+  };
+  const { names: paramNames, values: p0Values } = resolveParams(source, catalog, options.p0, columnNames, guess);
+
+  const model = compileModel(source, { params: paramNames, columns: columnNames, reserved: kReservedColumns });
+  const unused = paramNames.filter((_, i) => !model.usesParam[i]);
+  if (unused.length > 0) {
+    throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
+  }
+  const flat = paramNames.filter((_, i) => !model.hasDerivative[i]);
+  if (flat.length > 0) {
+    throw invalidInput(
+      'model',
+      `${flat.map((n) => `'${n}'`).join(', ')} ${flat.length === 1 ? 'appears' : 'appear'} only inside comparisons or logical operators, where the derivative is zero everywhere: the fit cannot move ${flat.length === 1 ? 'it' : 'them'} (fix ${flat.length === 1 ? 'it' : 'them'} as a number or use a smooth form)`,
+    );
+  }
+  if (nPoints < paramNames.length) {
+    throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
+  }
+  const memory = table.column
+    ? { vars: model.variableNames.map(table.column), y: table.column('y'), sigma: weighted ? table.column('sigma') : null }
+    : null;
+  const absoluteSigma = options.absoluteSigma ?? false;
+  if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
+  const p = paramNames.length;
+  const maxFev = options.maxFev === undefined ? 100 * (p + 1) : positiveInteger(options.maxFev, 'maxFev');
+  const factor = options.stepFactor === undefined ? 100 : tolerance(options.stepFactor, 'stepFactor', 100);
+  if (!(factor > 0)) throw invalidRange('stepFactor', 'number > 0', factor);
+  const threads = options.threads === undefined ? engineThreads : positiveInteger(options.threads, 'threads');
+  if (threads > engineThreads) {
+    throw invalidRange('threads', `at most the engine's ${engineThreads} threads (create new Engine({ threads: ${threads} }) for more)`, threads);
+  }
+  const chunkSize = options.chunkSize === undefined ? null : positiveInteger(options.chunkSize, 'chunkSize');
+  const plan = resolveWorkflow(options.workflow, options.goal, options.strategy);
+  // Exact defaults unless a workflow or goal asked for the size table.
+  const sized = plan.toleranceStep === null ? null : sizeTolerance(nPoints, plan.toleranceStep);
+  let memoryLimitMb: number | null = null;
+  if (options.memoryLimitMb !== undefined) {
+    const limit = options.memoryLimitMb;
+    if (typeof limit !== 'number') throw invalidType('memoryLimitMb', 'number of megabytes > 0', limit);
+    if (!Number.isFinite(limit) || limit <= 0) throw invalidRange('memoryLimitMb', 'number of megabytes > 0', limit);
+    memoryLimitMb = limit;
+  }
+  let safetyFactor = 0.75;
+  if (options.safetyFactor !== undefined) {
+    const f = options.safetyFactor;
+    if (typeof f !== 'number') throw invalidType('safetyFactor', 'number in (0, 1]', f);
+    if (!(f > 0 && f <= 1)) throw invalidRange('safetyFactor', 'number in (0, 1]', f);
+    safetyFactor = f;
+  }
+  const onProgress = options.onProgress ?? null;
+  if (onProgress !== null && typeof onProgress !== 'function') throw invalidType('onProgress', 'function', onProgress);
+  return {
+    model,
+    catalog,
+    paramNames,
+    p0: Float64Array.from(p0Values),
+    memory,
+    source: opened ? opened.source : null,
+    varNames: model.variableNames,
+    weighted,
+    nPoints,
+    absoluteSigma,
+    solver: {
+      ftol: tolerance(options.ftol, 'ftol', sized ?? kDefaultTolerance),
+      xtol: tolerance(options.xtol, 'xtol', sized ?? kDefaultTolerance),
+      gtol: tolerance(options.gtol, 'gtol', sized ?? 0),
+      maxFev,
+      factor,
+    },
+    threads,
+    chunkSize,
+    plan,
+    memoryLimitMb,
+    safetyFactor,
+    onProgress: onProgress as ((event: ProgressEvent) => void) | null,
+  };
+}
+
+/** The data as normalizeFitOptions sees it: names, length, and (in memory) the columns. */
+interface DataTable {
+  names: string[];
+  nPoints: number;
+  /** A column as float64 in shared memory (converted once); null for data read from a source. */
+  column: ((name: string) => Float64Array) | null;
+  /** x and y for a first guess. */
+  sample(): { x: Float64Array; y: Float64Array };
+}
+
+const kColumnName = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** In-memory columns: checks every column and that lengths agree; converts only what the fit reads. */
+function memoryTable(data: unknown): DataTable {
   if (data === null || typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data)) {
-    throw invalidType('data', 'object of named columns ({ x, y })', data);
+    throw invalidType('data', 'object of named columns ({ x, y }), a file path or a data source', data);
   }
   const columnInputs = data as Record<string, unknown>;
   if (columnInputs.y === undefined) throw invalidInput('data', "the response column 'y' is missing");
-  const columnNames = Object.keys(columnInputs).filter((name) => !(kReservedColumns as readonly string[]).includes(name));
-
-  // Check every column and that lengths agree; convert (copy into shared
-  // memory) only the columns the fit reads, once each.
   let nPoints = -1;
   for (const [name, column] of Object.entries(columnInputs)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    if (!kColumnName.test(name)) {
       throw invalidInput(`data.${name}`, 'column names must be identifiers (letters, digits, _)');
     }
     const length = checkColumn(column, `data.${name}`);
@@ -236,87 +376,54 @@ export function normalizeFitOptions(input: unknown, engineThreads: number): Norm
     }
     return values;
   };
-  const y = column('y');
-  const sigma = columnInputs.sigma === undefined ? null : column('sigma');
+  return { names: Object.keys(columnInputs), nPoints, column, sample: () => ({ x: column('x'), y: column('y') }) };
+}
 
-  const guess = (): number[] => {
-    if (columnInputs.x === undefined) throw invalidInput('data', `the ${catalog!.name} model needs a column 'x'`);
-    return catalog!.guess(column('x'), y);
-  };
-  const { names: paramNames, values: p0Values } = resolveParams(source, catalog, options.p0, columnNames, guess);
-
-  const model = compileModel(source, { params: paramNames, columns: columnNames, reserved: kReservedColumns });
-  const unused = paramNames.filter((_, i) => !model.usesParam[i]);
-  if (unused.length > 0) {
-    throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
+/** An opened source: its names and length; values stay in the source. */
+function sourceTable(opened: OpenedData): DataTable {
+  const { source } = opened;
+  const names = [...source.columns];
+  for (const name of names) {
+    if (!kColumnName.test(name)) throw invalidInput(`data.${name}`, `column names must be identifiers (letters, digits, _) (in ${source.description})`);
   }
-  if (nPoints < paramNames.length) {
-    throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
+  if (!names.includes('y')) {
+    throw invalidInput('data', `the response column 'y' is missing from ${source.description} (its columns: ${names.join(', ')})`);
   }
-  const vars = model.variableNames.map(column);
-  const absoluteSigma = options.absoluteSigma ?? false;
-  if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
-  const p = paramNames.length;
-  const maxFev = options.maxFev === undefined ? 100 * (p + 1) : positiveInteger(options.maxFev, 'maxFev');
-  const factor = options.stepFactor === undefined ? 100 : tolerance(options.stepFactor, 'stepFactor', 100);
-  if (!(factor > 0)) throw invalidRange('stepFactor', 'number > 0', factor);
-  const threads = options.threads === undefined ? engineThreads : positiveInteger(options.threads, 'threads');
-  if (threads > engineThreads) {
-    throw invalidRange('threads', `at most the engine's ${engineThreads} threads (create new Engine({ threads: ${threads} }) for more)`, threads);
-  }
-  const chunkSize = options.chunkSize === undefined ? null : positiveInteger(options.chunkSize, 'chunkSize');
-  const strategy = options.strategy ?? 'auto';
-  if (strategy !== 'auto' && strategy !== 'standard' && strategy !== 'chunked') {
-    throw invalidRange('strategy', "'auto', 'standard' or 'chunked'", strategy);
-  }
+  if (source.nRows < 1) throw invalidInput('data', `${source.description} holds no rows`);
   return {
-    model,
-    catalog,
-    paramNames,
-    p0: Float64Array.from(p0Values),
-    vars,
-    y,
-    sigma,
-    nPoints,
-    absoluteSigma,
-    solver: {
-      ftol: tolerance(options.ftol, 'ftol', kDefaultTolerance),
-      xtol: tolerance(options.xtol, 'xtol', kDefaultTolerance),
-      gtol: tolerance(options.gtol, 'gtol', 0),
-      maxFev,
-      factor,
+    names,
+    nPoints: source.nRows,
+    column: null,
+    sample: () => {
+      if (!opened.sample) throw new Error('nlfit: internal error: no sample of the source was read for the first guess');
+      return opened.sample;
     },
-    threads,
-    chunkSize,
-    strategy,
   };
 }
 
 /**
  * The value checks on the data: y, the variables the model uses and sigma must
- * be finite (sigma > 0 with a finite weight). The first pass checks every value
- * it reads, block by block while the block is in cache (the evaluator's audit);
- * this turns that audit into the weighted total sum of squares of y (for
- * R-squared), or, when a block was flagged, scans the columns in field order
- * (y, sigma, then the variables) and throws an error naming the first bad value.
+ * be finite (sigma > 0 with a finite weight 1/sigma^2). The first pass checks
+ * every value it reads, block by block while the block is in cache (the
+ * evaluator's audit, native/kernel/columns.hpp); when it flags a block, fit()
+ * reads that block's rows and this names the first bad value: the earliest
+ * row, and in a row y, then sigma, then the variables.
  */
-export function checkDataValues(job: NormalizedFit, audit: DataAudit): number {
-  if (audit.firstInvalidBlock < 0) return audit.totalSumOfSquares;
-  // Some block holds a bad value: scan the columns (in field order) to name the first.
-  const response = loadAddon().scanResponse(job.y, job.sigma);
-  if (response.firstInvalidY >= 0) {
-    const i = response.firstInvalidY;
-    throw invalidInput('data.y', `value ${job.y[i]} at index ${i} is not finite`);
+export function dataValueError(job: NormalizedFit, rows: Readonly<Record<string, Float64Array>>, firstRow: number, count: number): Error {
+  const checks: Array<[string, (v: number) => boolean, string]> = [
+    ['y', Number.isFinite, 'is not finite'],
+    ...(job.weighted ? [['sigma', validSigma, 'is not a finite number > 0 with a finite weight 1/sigma^2'] as [string, (v: number) => boolean, string]] : []),
+    ...job.varNames.map((name) => [name, Number.isFinite, 'is not finite'] as [string, (v: number) => boolean, string]),
+  ];
+  for (let i = 0; i < count; i++) {
+    for (const [name, valid, problem] of checks) {
+      const value = rows[name]![i]!;
+      if (!valid(value)) return invalidInput(`data.${name}`, `value ${value} at index ${firstRow + i} ${problem}`);
+    }
   }
-  if (response.firstInvalidSigma >= 0) {
-    const i = response.firstInvalidSigma;
-    throw invalidInput('data.sigma', `value ${job.sigma![i]} at index ${i} is not a finite number > 0 with a finite weight 1/sigma^2`);
-  }
-  job.model.variableNames.forEach((name, v) => checkFinite(job.vars[v]!, `data.${name}`));
-  throw new Error(`nlfit: internal error: the first pass flagged block ${audit.firstInvalidBlock} but every value is valid`);
+  return new Error(`nlfit: internal error: the first pass flagged rows ${firstRow} to ${firstRow + count - 1} but every value is valid`);
 }
 
-function checkFinite(values: Float64Array, field: string): void {
-  const i = loadAddon().firstNonFinite(values);
-  if (i >= 0) throw invalidInput(field, `value ${values[i]} at index ${i} is not finite`);
+function validSigma(s: number): boolean {
+  return s > 0 && Number.isFinite(s) && Number.isFinite(1 / (s * s));
 }

@@ -103,7 +103,7 @@ describe('bad input is rejected with a message naming the problem', () => {
     );
     expect((await rejection({ ...good, ftol: -1 })).message).toMatch(/ftol/);
     expect((await rejection({ ...good, absoluteSigma: 'yes' })).message).toMatch(/absoluteSigma/);
-    expect((await rejection({ ...good, strategy: 'streaming' })).message).toMatch(/strategy/);
+    expect((await rejection({ ...good, strategy: 'fastest' })).message).toMatch(/strategy/);
     expect((await rejection({ ...good, threads: 0 })).message).toMatch(/threads/);
     expect((await rejection({ ...good, p0: { a: 1, b: NaN, c: 0 } })).message).toMatch(/p0\.b/);
   });

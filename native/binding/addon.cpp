@@ -96,18 +96,18 @@ ColumnViews columnViews(Napi::Env env, const nlfit::Program& program, const Napi
   }
   for (uint32_t v = 0; v < vars.Length(); ++v) {
     const Napi::Float64Array column = float64Arg(vars.Get(v), "a variable column");
-    if (static_cast<int64_t>(column.ElementLength()) < nPoints) throwRange(env, "variable column shorter than nPoints");
+    if (static_cast<int64_t>(column.ElementLength()) < nPoints) throwRange(env, "variable column shorter than the rows this call reads");
     views.vars.push_back(column.Data());
   }
   views.columns.vars = views.vars.data();
   views.columns.nVars = static_cast<int>(views.vars.size());
   if (needResponse) {
     const Napi::Float64Array y = float64Arg(yValue, "y");
-    if (static_cast<int64_t>(y.ElementLength()) < nPoints) throwRange(env, "y shorter than nPoints");
+    if (static_cast<int64_t>(y.ElementLength()) < nPoints) throwRange(env, "y shorter than the rows this call reads");
     views.columns.y = y.Data();
     if (!sigmaValue.IsNull() && !sigmaValue.IsUndefined()) {
       const Napi::Float64Array sigma = float64Arg(sigmaValue, "sigma");
-      if (static_cast<int64_t>(sigma.ElementLength()) < nPoints) throwRange(env, "sigma shorter than nPoints");
+      if (static_cast<int64_t>(sigma.ElementLength()) < nPoints) throwRange(env, "sigma shorter than the rows this call reads");
       views.columns.sigma = sigma.Data();
     }
   }
@@ -156,11 +156,14 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
     evaluator_->setParams(params.Data());
   }
 
-  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd[, moments])
+  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd[, moments[, rowOffset]])
   //   -> Float64Array of packed subtree roots (tsqr.hpp)
   // With moments (a Float64Array of 3 * nBlocks, indexed by global block), each
   // block is also checked and summarised into moments[3b..3b+2]
   // (columns.hpp, blockMoments): the first pass audits the data it reads.
+  // rowOffset (a multiple of the block size, at most blockStart's first row)
+  // is the global row of the columns' element 0: a streamed chunk holds only
+  // its own rows, while block numbers (and so the reduction tree) stay global.
   Napi::Value EvalRange(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
@@ -168,7 +171,13 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       const int64_t nBlocks = nlfit::blockCount(nPoints);
       const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
       const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
-      const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], nPoints, true);
+      int64_t rowOffset = 0;
+      if (info.Length() > 8 && !info[8].IsUndefined()) {
+        rowOffset = integerArg(info[8], "rowOffset", 0, blockStart * kBlockSize);
+        if (rowOffset % kBlockSize != 0) throwRange(env, "rowOffset is not a multiple of the block size");
+      }
+      const int64_t rowsRead = std::min<int64_t>(nPoints, blockEnd * kBlockSize) - rowOffset;
+      const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], rowsRead, true);
       double* moments = nullptr;
       if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
         Napi::Float64Array m = float64Arg(info[7], "moments");
@@ -182,8 +191,8 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       for (int64_t b = blockStart; b < blockEnd; ++b) {
         const int64_t first = b * kBlockSize;
         const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
-        if (moments) nlfit::blockMoments(views.columns, first, rows, moments + 3 * b);
-        evaluator_->evalBlock(views.columns, first, rows, block_.get());
+        if (moments) nlfit::blockMoments(views.columns, first - rowOffset, rows, moments + 3 * b);
+        evaluator_->evalBlock(views.columns, first - rowOffset, rows, block_.get());
         nlfit::blockFactor(block_.get(), q, R.data());
         reducer.push(b, R.data());
       }

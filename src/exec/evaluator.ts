@@ -29,7 +29,7 @@ export interface DataAudit {
 }
 
 export interface Evaluator {
-  readonly kind: 'inline' | 'pooled';
+  readonly kind: 'inline' | 'pooled' | 'streaming';
   readonly stats: PassStats;
   /** Set once the first pass has completed. */
   readonly audit: DataAudit | null;

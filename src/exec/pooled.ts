@@ -16,6 +16,8 @@ export interface PooledOptions {
   threads: number;
   /** Blocks per task. */
   chunkBlocks: number;
+  /** Called before each pass; returns the blocks per task from then on (memory pressure halves it). */
+  reshape?: (chunkBlocks: number) => number;
 }
 
 let fitCounter = 0;
@@ -24,7 +26,8 @@ export class PooledEvaluator implements Evaluator {
   readonly kind = 'pooled' as const;
   readonly stats: PassStats = { passes: 0, evaluateMs: 0, kernelMs: 0 };
   private readonly key = `${process.pid}:${++fitCounter}:${Date.now()}`;
-  private readonly ranges: Array<[number, number]> = [];
+  private ranges: Array<[number, number]> = [];
+  private chunkBlocks = 0;
   audit: DataAudit | null = null;
 
   constructor(
@@ -33,14 +36,28 @@ export class PooledEvaluator implements Evaluator {
     private readonly columns: PassColumns,
     private readonly options: PooledOptions,
   ) {
-    const nBlocks = blockCount(columns.nPoints);
-    for (let start = 0; start < nBlocks; start += options.chunkBlocks) {
-      this.ranges.push([start, Math.min(nBlocks, start + options.chunkBlocks)]);
+    this.split(options.chunkBlocks);
+  }
+
+  /** Blocks per task in the last pass. */
+  get currentChunkBlocks(): number {
+    return this.chunkBlocks;
+  }
+
+  private split(chunkBlocks: number): void {
+    if (!Number.isInteger(chunkBlocks) || chunkBlocks < 1) throw new RangeError(`nlfit: ${chunkBlocks} blocks per task`);
+    if (chunkBlocks === this.chunkBlocks) return;
+    this.chunkBlocks = chunkBlocks;
+    const nBlocks = blockCount(this.columns.nPoints);
+    this.ranges = [];
+    for (let start = 0; start < nBlocks; start += chunkBlocks) {
+      this.ranges.push([start, Math.min(nBlocks, start + chunkBlocks)]);
     }
   }
 
   async evaluate(params: Float64Array): Promise<Float64Array> {
     const started = performance.now();
+    if (this.options.reshape) this.split(this.options.reshape(this.chunkBlocks));
     const nBlocks = blockCount(this.columns.nPoints);
     // The first pass audits the data as it reads it (blocks not reached stay NaN: invalid).
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;

@@ -20,6 +20,8 @@ export interface PassTask {
   blockEnd: number;
   /** On a fit's first pass: shared per-block moments the range writes into (columns.hpp). */
   moments: Float64Array | null;
+  /** Global row of the columns' element 0 (a streamed chunk holds only its rows); default 0. */
+  rowOffset?: number;
 }
 
 export interface PassPart {
@@ -63,6 +65,7 @@ export default function reduceRange(task: PassTask | WarmupTask): PassPart | nul
     task.blockStart,
     task.blockEnd,
     task.moments,
+    task.rowOffset ?? 0,
   );
   return { roots, kernelMs: performance.now() - started };
 }

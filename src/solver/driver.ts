@@ -12,28 +12,38 @@ export interface SolverRun {
   solverMs: number;
 }
 
-/**
- * Runs the solver to its end. `afterFirstPass`, if given, is called once the
- * first pass has completed and before the solver sees it (the evaluator's data
- * audit is ready then); if it throws, the fit stops with its error.
- */
+export interface SolverHooks {
+  /**
+   * Called once the first pass has completed and before the solver sees it
+   * (the evaluator's data audit is ready then); if it throws or rejects, the
+   * fit stops with its error.
+   */
+  afterFirstPass?: () => void | Promise<void>;
+  /** Called after every pass with the number of passes so far. */
+  onPass?: (pass: number) => void;
+}
+
+/** Runs the solver to its end. */
 export async function runSolver(
   evaluator: Evaluator,
   x0: Float64Array,
   options: SolverOptions,
-  afterFirstPass?: () => void,
+  hooks: SolverHooks = {},
 ): Promise<SolverRun> {
   const solver = new (loadAddon().Solver)(x0, options);
   let solverMs = 0;
   let first = true;
+  let passes = 0;
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
     const factor = await evaluator.evaluate(trialParams);
+    passes += 1;
     if (first) {
       first = false;
-      afterFirstPass?.();
+      await hooks.afterFirstPass?.();
     }
+    hooks.onPass?.(passes);
     const started = performance.now();
     solver.tell(factor);
     solverMs += performance.now() - started;

@@ -19,6 +19,25 @@ export interface FitTiming {
   statisticsMs: number;
 }
 
+/** How the fit ran and why (the memory coordinator's decision, as applied). */
+export interface FitExecution {
+  strategy: 'standard' | 'chunked' | 'streaming';
+  /** The coordinator's reason, in words. */
+  reason: string;
+  /** Points per chunk a pass used last (streaming: per buffer read; chunked: per pool task). */
+  chunkSize: number;
+  /** Streaming: chunk buffers allowed at once (after any pressure relief). */
+  chunksInFlight: number;
+  /** Predicted peak memory over the threshold (< 1: fits). */
+  memoryPressure: number;
+  /** Memory-pressure events during the fit. */
+  pressureEvents: number;
+  /** Where the data came from ('memory', 'npy', 'binary', 'csv', 'stream'). */
+  dataSource: string;
+  /** Rows a `where` filter dropped (0 without one). */
+  droppedRows: number;
+}
+
 export interface FitResultInit {
   model: string;
   paramNames: string[];
@@ -31,11 +50,11 @@ export interface FitResultInit {
   iterations: number;
   nfev: number;
   njev: number;
-  strategy: 'standard' | 'chunked';
   threads: number;
   absoluteSigma: boolean;
   weighted: boolean;
   timing: FitTiming;
+  execution: FitExecution;
 }
 
 function record(names: string[], values: ArrayLike<number>): Record<string, number> {
@@ -88,8 +107,10 @@ export class FitResult {
   readonly nfev: number;
   /** Jacobians the solver factorised (the starting point and every accepted step). */
   readonly njev: number;
-  /** 'standard': passes on the calling thread; 'chunked': passes on the worker pool. */
-  readonly strategy: 'standard' | 'chunked';
+  /** 'standard': passes on the calling thread; 'chunked': on the worker pool; 'streaming': read from the source every pass. */
+  readonly strategy: 'standard' | 'chunked' | 'streaming';
+  /** The memory coordinator's decision as applied, with its reason. */
+  readonly execution: FitExecution;
   readonly threads: number;
   readonly absoluteSigma: boolean;
   readonly timing: FitTiming;
@@ -122,7 +143,8 @@ export class FitResult {
     this.iterations = init.iterations;
     this.nfev = init.nfev;
     this.njev = init.njev;
-    this.strategy = init.strategy;
+    this.strategy = init.execution.strategy;
+    this.execution = init.execution;
     this.threads = init.threads;
     this.absoluteSigma = init.absoluteSigma;
     this.weighted = init.weighted;
@@ -157,6 +179,7 @@ export class FitResult {
       nfev: this.nfev,
       njev: this.njev,
       strategy: this.strategy,
+      execution: this.execution,
       threads: this.threads,
       absoluteSigma: this.absoluteSigma,
       timing: this.timing,
@@ -207,7 +230,8 @@ export class FitResult {
     }
     const t = this.timing;
     lines.push('[[Execution]]');
-    lines.push(`    strategy           = ${this.strategy} (${this.threads} thread${this.threads === 1 ? '' : 's'})`);
+    lines.push(`    strategy           = ${this.strategy} (${this.threads} thread${this.threads === 1 ? '' : 's'}): ${this.execution.reason}`);
+    if (this.execution.droppedRows > 0) lines.push(`    filtered out       = ${this.execution.droppedRows} rows`);
     lines.push(
       `    time               = ${t.totalMs.toFixed(1)} ms (setup ${t.setupMs.toFixed(1)}, passes ${t.evaluateMs.toFixed(1)}, solver ${t.solverMs.toFixed(2)}, statistics ${t.statisticsMs.toFixed(2)})`,
     );
