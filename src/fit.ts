@@ -16,7 +16,7 @@ import { blockCount, checkLayout, kBlockSize } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
 import { StreamingEvaluator, type StreamShape } from './exec/streaming.js';
 import type { WarmupTask } from './exec/worker.js';
-import { applyPressure, availableMemory, decide, PressureMonitor, type Decision } from './memory/index.js';
+import { availableMemory, decide, PressureMonitor, pressureRelief, type Decision } from './memory/index.js';
 import { isCatalogName } from './model/catalog.js';
 import { loadAddon } from './native.js';
 import {
@@ -85,8 +85,6 @@ export function fit(options: FitOptions): Promise<FitResult> {
   return getDefaultEngine().fit(options);
 }
 
-/** Growth of memory use, as a fraction of the budget, between two pressure actions. */
-const kPressureStep = 0.05;
 /** Rows read per request when a source is loaded into memory. */
 const kLoadRows = 1 << 20;
 /** Rows of x and y sampled from a large source for a catalog model's first guess: runs of 256. */
@@ -111,20 +109,19 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     let memory = job.memory;
     if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
     // The monitor measures against the whole budget (the decision planned for
-    // safetyFactor of it). RSS rarely falls once reached, so one reading above
-    // a level acts once: the next action needs usage to have grown by another
-    // kPressureStep of the budget since the last one.
+    // safetyFactor of it); relief acts once per 5% of growth (memory/relief.ts).
     const monitor = new PressureMonitor({ budgetBytes: decision.budget.availableBytes, baselineRss });
     let pressureEvents = 0;
-    let actedAt = 0;
+    const relief = pressureRelief(monitor, {
+      minChunkSize: kBlockSize,
+      onAction: (reading, next) => {
+        pressureEvents += 1;
+        job.onProgress?.({ type: 'pressure', ...reading, applied: next });
+      },
+    });
     const relieve = (shape: StreamShape): StreamShape => {
-      const reading = monitor.check();
-      if (reading.action === 'none' || reading.fraction < actedAt + kPressureStep) return shape;
-      actedAt = reading.fraction;
-      pressureEvents += 1;
-      const next = applyPressure({ chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight }, reading.action, kBlockSize);
-      job.onProgress?.({ type: 'pressure', ...reading, applied: next });
-      return { chunkBlocks: next.chunkSize / kBlockSize, chunksInFlight: next.chunksInFlight };
+      const next = relief({ chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight });
+      return { chunkBlocks: Math.max(1, Math.floor(next.chunkSize / kBlockSize)), chunksInFlight: next.chunksInFlight };
     };
     const evaluator = chooseEvaluator(pool, job, decision, memory, source, relieve);
     const setupMs = performance.now() - started;

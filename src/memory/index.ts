@@ -35,3 +35,4 @@ export {
   type PressureReading,
   type PressureSample,
 } from './monitor.js';
+export { pressureRelief, type Chunking, type ReliefOptions } from './relief.js';
