@@ -7,7 +7,8 @@
  */
 import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
-import { isSourceSpec, memorySource, openSource } from './data/sources/index.js';
+import { compileDerive } from './data/derive.js';
+import { deriveSource, isSourceSpec, memorySource, openSource } from './data/sources/index.js';
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
@@ -18,8 +19,11 @@ import { StreamingEvaluator, type StreamShape } from './exec/streaming.js';
 import type { WarmupTask } from './exec/worker.js';
 import { availableMemory, decide, PressureMonitor, pressureRelief, type Decision } from './memory/index.js';
 import { isCatalogName } from './model/catalog.js';
+import { freeIdentifiers } from './model/compile.js';
 import { loadAddon } from './native.js';
 import {
+  checkDeriveOptions,
+  checkMemoryColumns,
   dataValueError,
   normalizeFitOptions,
   type EngineOptions,
@@ -99,10 +103,25 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
   let source: ColumnSource | null = null;
   try {
     let opened: OpenedData | null = null;
+    let droppedRows = 0;
     const raw = options as unknown as Record<string, unknown> | null;
-    if (raw !== null && typeof raw === 'object' && isSourceSpec(raw.data)) {
-      source = await openSource(raw.data, { bufferBytes: streamBufferBytes(raw) });
-      opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
+    if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+      const derive = checkDeriveOptions(raw);
+      if (isSourceSpec(raw.data) || derive) {
+        const bufferBytes = streamBufferBytes(raw);
+        source = isSourceSpec(raw.data)
+          ? await openSource(raw.data, { bufferBytes })
+          : memorySource(checkMemoryColumns(raw.data).columns as Record<string, Float64Array | Float32Array | number[]>);
+        if (derive) {
+          const stage = compileDerive(derive, source.columns, readColumnNames(raw.model, source.columns, derive));
+          const input = source;
+          const derived = await deriveSource(input, stage, { bufferBytes });
+          source = derived.source;
+          droppedRows = derived.dropped;
+          await input.close();
+        }
+        opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
+      }
     }
     const job = normalizeFitOptions(options, pool.threads, opened);
     const decision = decideFor(job, pool.threads);
@@ -186,7 +205,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         memoryPressure: decision.memoryPressure,
         pressureEvents,
         dataSource: source ? source.kind : 'memory',
-        droppedRows: 0,
+        droppedRows,
       },
     });
   } finally {
@@ -304,6 +323,27 @@ function streamBufferBytes(raw: Record<string, unknown>): number {
   const limit = typeof raw.memoryLimitMb === 'number' && raw.memoryLimitMb > 0 ? raw.memoryLimitMb : undefined;
   const safety = typeof raw.safetyFactor === 'number' && raw.safetyFactor > 0 && raw.safetyFactor <= 1 ? raw.safetyFactor : 0.75;
   return Math.floor(availableMemory({ memoryLimitMb: limit }).availableBytes * safety * 0.5);
+}
+
+/**
+ * The derived columns a fit will read: y, sigma and the model's variables (a
+ * catalog model reads x). The derive stage keeps only these (every expression
+ * is still checked); a model that does not parse reads nothing here and fails
+ * with its own error in normalizeFitOptions.
+ */
+function readColumnNames(model: unknown, sourceColumns: readonly string[], derive: { transform?: Record<string, string> }): string[] {
+  const outputs = new Set([...sourceColumns, ...Object.keys(derive.transform ?? {})]);
+  let identifiers: string[] = [];
+  if (typeof model === 'string' && !isCatalogName(model)) {
+    try {
+      identifiers = freeIdentifiers(model);
+    } catch {
+      identifiers = [];
+    }
+  } else {
+    identifiers = ['x'];
+  }
+  return [...outputs].filter((name) => name === 'y' || name === 'sigma' || identifiers.includes(name));
 }
 
 /** A catalog model without a complete p0 guesses from x and y. */

@@ -65,11 +65,37 @@ export interface FitOptions {
   safetyFactor?: number;
   /** Called after each pass and on memory pressure. */
   onProgress?: (event: ProgressEvent) => void;
+  /** Derived columns, computed natively as the data is read: `{ y: 'log(counts)', x: 't*1e-3' }` (expressions over the source columns). */
+  transform?: Record<string, string>;
+  /** A row filter over the (transformed) columns: `'x > 0 && y < 1e6'`; rows where it is not true are dropped and counted. */
+  where?: string;
+}
+
+/** The transform and where options, checked for shape (their expressions compile in src/data/derive.ts); null if neither is given. */
+export function checkDeriveOptions(options: Record<string, unknown>): { transform?: Record<string, string>; where?: string } | null {
+  const { transform, where } = options;
+  if (transform === undefined && where === undefined) return null;
+  const out: { transform?: Record<string, string>; where?: string } = {};
+  if (transform !== undefined) {
+    if (transform === null || typeof transform !== 'object' || Array.isArray(transform)) {
+      throw invalidType('transform', "object of column name -> expression ({ y: 'log(counts)' })", transform);
+    }
+    for (const [name, expression] of Object.entries(transform)) {
+      if (typeof expression !== 'string') throw invalidType(`transform.${name}`, 'expression string', expression);
+    }
+    out.transform = transform as Record<string, string>;
+  }
+  if (where !== undefined) {
+    if (typeof where !== 'string') throw invalidType('where', "condition string ('x > 0 && y < 1e6')", where);
+    out.where = where;
+  }
+  return out;
 }
 
 const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
+  'transform', 'where',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -348,8 +374,11 @@ interface DataTable {
 
 const kColumnName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** In-memory columns: checks every column and that lengths agree; converts only what the fit reads. */
-function memoryTable(data: unknown): DataTable {
+/**
+ * In-memory columns: checks that `data` is an object of named columns of
+ * numbers with equal lengths (and a y). Returns it as such, unconverted.
+ */
+export function checkMemoryColumns(data: unknown): { columns: Record<string, ColumnInput>; nPoints: number } {
   if (data === null || typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data)) {
     throw invalidType('data', 'object of named columns ({ x, y }), a file path or a data source', data);
   }
@@ -367,6 +396,12 @@ function memoryTable(data: unknown): DataTable {
     }
   }
   if (nPoints < 1) throw invalidInput('data', 'the columns are empty');
+  return { columns: columnInputs as Record<string, ColumnInput>, nPoints };
+}
+
+/** In-memory columns, checked; converts (once each) only the columns the fit reads. */
+function memoryTable(data: unknown): DataTable {
+  const { columns: columnInputs, nPoints } = checkMemoryColumns(data);
   const converted = new Map<string, Float64Array>();
   const column = (name: string): Float64Array => {
     let values = converted.get(name);

@@ -16,3 +16,4 @@ export { SpillFile } from './spill.js';
 export { FileColumnsSource, closeHandles, type FileColumn } from './fileSource.js';
 export { readRows, readFully, openForReading, kHostLittleEndian, kPieceBytes, type RowLayout } from './positionedRead.js';
 export { checkReadRequest, type ReadTarget } from './readRequest.js';
+export { deriveSource, type DerivedSource } from './derived.js';
