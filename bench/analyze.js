@@ -101,6 +101,7 @@ export function targets(records, coldStart) {
     rooflineTarget(records),
     efficiencyTarget(records),
     rssTarget(records),
+    estimateTarget(records),
     coldStartTarget(coldStart),
   ];
 }
@@ -161,6 +162,20 @@ function rssTarget(records) {
   return {
     status: rss <= limit ? 'PASS' : 'FAIL',
     text: `${title}: ${(rss / kMB).toFixed(0)} MB (x and y: ${(input / kMB).toFixed(0)} MB, limit ${(limit / kMB).toFixed(0)} MB; exp3, ${r.label})`,
+  };
+}
+
+/** estimateMemory's prediction (reported by the nlfit runner) against the measured peak RSS of every nlfit run. */
+function estimateTarget(records) {
+  const title = "memory estimate within 25% of the measured peak RSS (every nlfit run)";
+  const cases = records.filter((r) => r.runner === 'nlfit' && r.ok && r.maxRssKiB != null && r.predictedPeakRssKiB != null);
+  if (cases.length === 0) return { status: 'SKIP', text: `${title}: no nlfit run reported a prediction` };
+  const error = (r) => (r.predictedPeakRssKiB - r.maxRssKiB) / r.maxRssKiB;
+  const worst = cases.reduce((a, b) => (Math.abs(error(b)) > Math.abs(error(a)) ? b : a));
+  const e = error(worst);
+  return {
+    status: Math.abs(e) <= 0.25 ? 'PASS' : 'FAIL',
+    text: `${title}: worst ${(100 * e).toFixed(1)}% (${worst.model}/${sizeLabel(worst.n)}, ${worst.label}: predicted ${(worst.predictedPeakRssKiB / 1024).toFixed(1)} MB, measured ${(worst.maxRssKiB / 1024).toFixed(1)} MB) over ${cases.length} runs`,
   };
 }
 

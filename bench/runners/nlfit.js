@@ -7,6 +7,7 @@
  * passes, the time spent in passes, and whether every run gave the same bits.
  */
 import { Engine } from '../../dist/index.js';
+import { predictPeakRss } from '../../dist/memory/index.js';
 import { modelById } from '../trials.js';
 import { announceFitStart, median, readColumn, readJob, report, reportError } from './protocol.js';
 
@@ -52,6 +53,9 @@ try {
     strategyUsed: last.strategy,
     reproducible,
     runs,
+    // The memory coordinator's prediction for this process (src/memory/estimate.ts).
+    predictedPeakRssKiB:
+      predictPeakRss({ nPoints: job.n, nParams: model.params.length, nVariables: 1, threads: last.threads, strategy: last.strategy }) / 1024,
   });
 } catch (error) {
   reportError(error);
