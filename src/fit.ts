@@ -263,8 +263,11 @@ function chooseEvaluator(
   return new PooledEvaluator(pool.workers(), program, columns, {
     threads: job.threads,
     chunkBlocks,
-    // Under pressure, smaller tasks: less scratch and fewer partial results alive at once.
-    reshape: (blocks) => relieve({ chunkBlocks: blocks, chunksInFlight: job.threads }).chunkBlocks,
+    // Under pressure: smaller tasks, then fewer at once.
+    reshape: ({ chunkBlocks: blocks, inFlight }) => {
+      const next = relieve({ chunkBlocks: blocks, chunksInFlight: inFlight });
+      return { chunkBlocks: next.chunkBlocks, inFlight: next.chunksInFlight };
+    },
   });
 }
 

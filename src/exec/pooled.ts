@@ -16,8 +16,11 @@ export interface PooledOptions {
   threads: number;
   /** Blocks per task. */
   chunkBlocks: number;
-  /** Called before each pass; returns the blocks per task from then on (memory pressure halves it). */
-  reshape?: (chunkBlocks: number) => number;
+  /**
+   * Called before each pass; returns the blocks per task and the tasks in
+   * flight from then on (memory pressure halves the one and lowers the other).
+   */
+  reshape?: (shape: { chunkBlocks: number; inFlight: number }) => { chunkBlocks: number; inFlight: number };
 }
 
 let fitCounter = 0;
@@ -28,6 +31,7 @@ export class PooledEvaluator implements Evaluator {
   private readonly key = `${process.pid}:${++fitCounter}:${Date.now()}`;
   private ranges: Array<[number, number]> = [];
   private chunkBlocks = 0;
+  private inFlight: number;
   audit: DataAudit | null = null;
 
   constructor(
@@ -36,6 +40,7 @@ export class PooledEvaluator implements Evaluator {
     private readonly columns: PassColumns,
     private readonly options: PooledOptions,
   ) {
+    this.inFlight = options.threads;
     this.split(options.chunkBlocks);
   }
 
@@ -57,7 +62,11 @@ export class PooledEvaluator implements Evaluator {
 
   async evaluate(params: Float64Array): Promise<Float64Array> {
     const started = performance.now();
-    if (this.options.reshape) this.split(this.options.reshape(this.chunkBlocks));
+    if (this.options.reshape) {
+      const shape = this.options.reshape({ chunkBlocks: this.chunkBlocks, inFlight: this.inFlight });
+      this.inFlight = Math.max(1, Math.min(this.options.threads, shape.inFlight));
+      this.split(shape.chunkBlocks);
+    }
     const nBlocks = blockCount(this.columns.nPoints);
     // The first pass audits the data as it reads it (blocks not reached stay NaN: invalid).
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
@@ -93,7 +102,7 @@ export class PooledEvaluator implements Evaluator {
         this.stats.kernelMs += part.kernelMs;
       }
     };
-    const runners = Math.min(this.options.threads, this.ranges.length);
+    const runners = Math.min(this.inFlight, this.ranges.length);
     await Promise.all(Array.from({ length: runners }, runner));
     const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
