@@ -8,7 +8,7 @@
 import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
 import { compileDerive } from './data/derive.js';
-import { deriveSource, isSourceSpec, memorySource, openSource } from './data/sources/index.js';
+import { deriveSource, isColumnSource, isSourceSpec, memorySource, openSource } from './data/sources/index.js';
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
@@ -26,6 +26,7 @@ import {
   checkMemoryColumns,
   dataValueError,
   normalizeFitOptions,
+  precheckFitOptions,
   type EngineOptions,
   type FitOptions,
   type MemoryColumns,
@@ -101,6 +102,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
   checkLayout(addon);
   const baselineRss = process.memoryUsage().rss;
   let source: ColumnSource | null = null;
+  // A ColumnSource the caller passed is theirs to close; sources fit() opens or derives are closed here.
+  let ownsSource = false;
   try {
     let opened: OpenedData | null = null;
     let droppedRows = 0;
@@ -109,16 +112,23 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       const derive = checkDeriveOptions(raw);
       if (isSourceSpec(raw.data) || derive) {
         const bufferBytes = streamBufferBytes(raw);
+        precheckFitOptions(raw);
+        ownsSource = !isColumnSource(raw.data);
         source = isSourceSpec(raw.data)
           ? await openSource(raw.data, { bufferBytes })
           : memorySource(checkMemoryColumns(raw.data).columns as Record<string, Float64Array | Float32Array | number[]>);
         if (derive) {
           const stage = compileDerive(derive, source.columns, readColumnNames(raw.model, source.columns, derive));
           const input = source;
-          const derived = await deriveSource(input, stage, { bufferBytes });
-          source = derived.source;
-          droppedRows = derived.dropped;
-          await input.close();
+          const inputOwned = ownsSource;
+          try {
+            const derived = await deriveSource(input, stage, { bufferBytes });
+            source = derived.source;
+            ownsSource = true;
+            droppedRows = derived.dropped;
+          } finally {
+            if (inputOwned) await input.close();
+          }
         }
         opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
       }
@@ -129,7 +139,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
     // The monitor measures against the whole budget (the decision planned for
     // safetyFactor of it); relief acts once per 5% of growth (memory/relief.ts).
-    const monitor = new PressureMonitor({ budgetBytes: decision.budget.availableBytes, baselineRss });
+    // A container at its limit can leave 0 bytes available: measure against at least 1 MiB.
+    const monitor = new PressureMonitor({ budgetBytes: Math.max(decision.budget.availableBytes, 1 << 20), baselineRss });
     let pressureEvents = 0;
     const relief = pressureRelief(monitor, {
       minChunkSize: kBlockSize,
@@ -209,7 +220,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       },
     });
   } finally {
-    await source?.close();
+    if (ownsSource) await source?.close();
   }
 }
 
@@ -323,7 +334,8 @@ async function readRows(
 
 /** Memory a one-shot stream or CSV may buffer before spilling: half the fit's budget. */
 function streamBufferBytes(raw: Record<string, unknown>): number {
-  const limit = typeof raw.memoryLimitMb === 'number' && raw.memoryLimitMb > 0 ? raw.memoryLimitMb : undefined;
+  // Invalid values are left to normalizeFitOptions, which names them.
+  const limit = typeof raw.memoryLimitMb === 'number' && raw.memoryLimitMb > 0 && Number.isFinite(raw.memoryLimitMb) ? raw.memoryLimitMb : undefined;
   const safety = typeof raw.safetyFactor === 'number' && raw.safetyFactor > 0 && raw.safetyFactor <= 1 ? raw.safetyFactor : 0.75;
   return Math.floor(availableMemory({ memoryLimitMb: limit }).availableBytes * safety * 0.5);
 }

@@ -267,11 +267,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     throw invalidType('fit options', 'object', input);
   }
   const options = input as Record<string, unknown>;
-  for (const key of Object.keys(options)) {
-    if (!(kKnownOptions as readonly string[]).includes(key)) {
-      throw new TypeError(`Unknown fit option '${key}'${suggest(key, kKnownOptions)}`);
-    }
-  }
+  checkKnownKeys(options);
   if (options.model === undefined) throw invalidInput('model', 'a model is required');
   const { source, catalog } = resolveModel(options.model);
 
@@ -319,20 +315,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   const plan = resolveWorkflow(options.workflow, options.goal, options.strategy);
   // Exact defaults unless a workflow or goal asked for the size table.
   const sized = plan.toleranceStep === null ? null : sizeTolerance(nPoints, plan.toleranceStep);
-  let memoryLimitMb: number | null = null;
-  if (options.memoryLimitMb !== undefined) {
-    const limit = options.memoryLimitMb;
-    if (typeof limit !== 'number') throw invalidType('memoryLimitMb', 'number of megabytes > 0', limit);
-    if (!Number.isFinite(limit) || limit <= 0) throw invalidRange('memoryLimitMb', 'number of megabytes > 0', limit);
-    memoryLimitMb = limit;
-  }
-  let safetyFactor = 0.75;
-  if (options.safetyFactor !== undefined) {
-    const f = options.safetyFactor;
-    if (typeof f !== 'number') throw invalidType('safetyFactor', 'number in (0, 1]', f);
-    if (!(f > 0 && f <= 1)) throw invalidRange('safetyFactor', 'number in (0, 1]', f);
-    safetyFactor = f;
-  }
+  const { memoryLimitMb, safetyFactor } = memoryOptions(options);
   const onProgress = options.onProgress ?? null;
   if (onProgress !== null && typeof onProgress !== 'function') throw invalidType('onProgress', 'function', onProgress);
   return {
@@ -360,6 +343,44 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     safetyFactor,
     onProgress: onProgress as ((event: ProgressEvent) => void) | null,
   };
+}
+
+function checkKnownKeys(options: Record<string, unknown>): void {
+  for (const key of Object.keys(options)) {
+    if (!(kKnownOptions as readonly string[]).includes(key)) {
+      throw new TypeError(`Unknown fit option '${key}'${suggest(key, kKnownOptions)}`);
+    }
+  }
+}
+
+function memoryOptions(options: Record<string, unknown>): { memoryLimitMb: number | null; safetyFactor: number } {
+  let memoryLimitMb: number | null = null;
+  if (options.memoryLimitMb !== undefined) {
+    const limit = options.memoryLimitMb;
+    // Below 1 MB nothing can run (a worker thread alone takes 10).
+    if (typeof limit !== 'number') throw invalidType('memoryLimitMb', 'number of megabytes >= 1', limit);
+    if (!Number.isFinite(limit) || limit < 1) throw invalidRange('memoryLimitMb', 'number of megabytes >= 1', limit);
+    memoryLimitMb = limit;
+  }
+  let safetyFactor = 0.75;
+  if (options.safetyFactor !== undefined) {
+    const f = options.safetyFactor;
+    if (typeof f !== 'number') throw invalidType('safetyFactor', 'number in (0, 1]', f);
+    if (!(f > 0 && f <= 1)) throw invalidRange('safetyFactor', 'number in (0, 1]', f);
+    safetyFactor = f;
+  }
+  return { memoryLimitMb, safetyFactor };
+}
+
+/**
+ * The checks that do not need the data, run before fit() opens a file or
+ * drains a stream (normalizeFitOptions repeats them with everything else), so
+ * a misspelt option fails before a large file is read.
+ */
+export function precheckFitOptions(options: Record<string, unknown>): void {
+  checkKnownKeys(options);
+  memoryOptions(options);
+  resolveWorkflow(options.workflow, options.goal, options.strategy);
 }
 
 /** The data as normalizeFitOptions sees it: names, length, and (in memory) the columns. */

@@ -93,7 +93,8 @@ const kSizeTable: ReadonlyArray<readonly [number, number]> = [
 
 /** The table's tolerance for nPoints, moved `step` rows (negative: tighter), clamped to the table. */
 export function sizeTolerance(nPoints: number, step = 0): number {
-  const row = kSizeTable.findIndex(([below]) => nPoints < below);
+  const found = kSizeTable.findIndex(([below]) => nPoints < below);
+  const row = found < 0 ? kSizeTable.length - 1 : found;
   const index = Math.min(kSizeTable.length - 1, Math.max(0, row + step));
   return kSizeTable[index]![1];
 }
@@ -123,7 +124,9 @@ export function resolveWorkflow(workflow: unknown, goal: unknown, strategy: unkn
   let plannedStrategy = entry.strategy;
   if (strategy !== undefined && strategy !== 'auto') {
     const s = pick(strategy, 'strategy', ['auto', 'standard', 'chunked', 'streaming'] as const);
-    if (plannedStrategy !== 'auto' && plannedStrategy !== s) {
+    // 'hpc' runs on the pool, so it may be refined to 'chunked' or 'streaming'.
+    const refines = plannedStrategy === 'hpc' && (s === 'chunked' || s === 'streaming');
+    if (plannedStrategy !== 'auto' && plannedStrategy !== s && !refines) {
       throw invalidInput('strategy', `'${s}' contradicts workflow '${w}' (which runs '${plannedStrategy}'); give one of them`);
     }
     plannedStrategy = s;

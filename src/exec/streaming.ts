@@ -79,9 +79,9 @@ export class StreamingEvaluator implements Evaluator {
     this.shape = checkShape({ chunkBlocks: options.chunkBlocks, chunksInFlight: options.chunksInFlight });
   }
 
-  /** The current chunking (after any reshaping). */
+  /** The current chunking (after any reshaping; a chunk is never larger than the data). */
   get currentShape(): StreamShape {
-    return { ...this.shape };
+    return { ...this.shape, chunkBlocks: Math.min(this.shape.chunkBlocks, blockCount(this.nPoints)) };
   }
 
   async evaluate(params: Float64Array): Promise<Float64Array> {
@@ -167,7 +167,8 @@ export class StreamingEvaluator implements Evaluator {
       // than the others, so only after the shape grew): drop it and allocate.
       if (this.free.length > 0) this.drop(this.free.pop()!);
       if (this.slotsAlive < this.shape.chunksInFlight) {
-        const capacityRows = this.shape.chunkBlocks * kBlockSize;
+        // Never larger than the data: a chunkSize beyond it must not allocate for points that do not exist.
+        const capacityRows = Math.min(this.shape.chunkBlocks, blockCount(this.nPoints)) * kBlockSize;
         const arrays: Record<string, Float64Array> = {};
         for (const name of this.names) arrays[name] = sharedFloat64(capacityRows);
         this.slotsAlive += 1;

@@ -152,7 +152,7 @@ function fitsBudget(budget: MemoryBudget): string {
 
 function streamVerb(location: DataLocation): string {
   if (location === 'file') return 'streaming from the file';
-  if (location === 'stream') return 'streaming the input (spilled to a temporary file)';
+  if (location === 'stream') return 'streaming the ingested input (from memory or its temporary file)';
   return 'streaming from the in-memory columns';
 }
 
