@@ -8,6 +8,7 @@
 import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
 import { compileDerive } from './data/derive.js';
+import { predictWithKernel, writeExport } from './data/export.js';
 import { deriveSource, isColumnSource, isSourceSpec, memorySource, openSource } from './data/sources/index.js';
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
@@ -34,7 +35,7 @@ import {
   type OpenedData,
 } from './options.js';
 import { runSolver } from './solver/driver.js';
-import { FitResult } from './solver/result.js';
+import { FitResult, type FitExport } from './solver/result.js';
 import { fitStatistics } from './solver/statistics.js';
 
 /**
@@ -181,6 +182,18 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       job.absoluteSigma,
     );
     const statisticsMs = performance.now() - statisticsStarted;
+    // The export reads the data once more, in the fit's blocks, while the source is still open.
+    let exported: FitExport | null = null;
+    if (job.export) {
+      const written = await writeExport(job.export, {
+        nPoints: job.nPoints,
+        readRows: (start, count) => readRows(job, memory, source, start, count),
+        predict: predictWithKernel(job.model.code, job.model.consts, state.x),
+        variables: job.varNames,
+        weighted: job.weighted,
+      });
+      exported = { path: job.export.path, ...written };
+    }
     const shape = executionShape(evaluator, decision);
     return new FitResult({
       model: job.model.source,
@@ -218,6 +231,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         dataSource: source ? source.kind : 'memory',
         droppedRows,
       },
+      exported,
     });
   } finally {
     if (ownsSource) await source?.close();

@@ -8,6 +8,7 @@ import { closestName, invalidInput, invalidRange, invalidType } from './errors.j
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
+import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/export.js';
 import type { ColumnSource } from './data/source.js';
 import type { PressureReading } from './memory/index.js';
 import { resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
@@ -69,6 +70,8 @@ export interface FitOptions {
   transform?: Record<string, string>;
   /** A row filter over the (transformed) columns: `'x > 0 && y < 1e6'`; rows where it is not true are dropped and counted. */
   where?: string;
+  /** Write the fitted values and residuals of every point to a CSV (`.csv.gz`: gzip), chunk by chunk. */
+  export?: ExportSpec;
 }
 
 /** The transform and where options, checked for shape (their expressions compile in src/data/derive.ts); null if neither is given. */
@@ -95,7 +98,7 @@ export function checkDeriveOptions(options: Record<string, unknown>): { transfor
 const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
-  'transform', 'where',
+  'transform', 'where', 'export',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -131,6 +134,7 @@ export interface NormalizedFit {
   memoryLimitMb: number | null;
   safetyFactor: number;
   onProgress: ((event: ProgressEvent) => void) | null;
+  export: NormalizedExport | null;
 }
 
 /** Data already opened by the caller (fit() opens files and streams, which is asynchronous). */
@@ -342,6 +346,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     memoryLimitMb,
     safetyFactor,
     onProgress: onProgress as ((event: ProgressEvent) => void) | null,
+    export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: model.variableNames, weighted }),
   };
 }
 

@@ -55,6 +55,15 @@ export interface FitResultInit {
   weighted: boolean;
   timing: FitTiming;
   execution: FitExecution;
+  exported: FitExport | null;
+}
+
+/** The file the `export` option wrote. */
+export interface FitExport {
+  path: string;
+  rows: number;
+  /** Bytes on disk (compressed when gzip). */
+  bytes: number;
 }
 
 function record(names: string[], values: ArrayLike<number>): Record<string, number> {
@@ -111,6 +120,8 @@ export class FitResult {
   readonly strategy: 'standard' | 'chunked' | 'streaming';
   /** The memory coordinator's decision as applied, with its reason. */
   readonly execution: FitExecution;
+  /** What the `export` option wrote, or null. */
+  readonly exported: FitExport | null;
   readonly threads: number;
   readonly absoluteSigma: boolean;
   readonly timing: FitTiming;
@@ -145,6 +156,7 @@ export class FitResult {
     this.njev = init.njev;
     this.strategy = init.execution.strategy;
     this.execution = init.execution;
+    this.exported = init.exported;
     this.threads = init.threads;
     this.absoluteSigma = init.absoluteSigma;
     this.weighted = init.weighted;
@@ -180,6 +192,7 @@ export class FitResult {
       njev: this.njev,
       strategy: this.strategy,
       execution: this.execution,
+      exported: this.exported,
       threads: this.threads,
       absoluteSigma: this.absoluteSigma,
       timing: this.timing,
@@ -232,6 +245,7 @@ export class FitResult {
     lines.push('[[Execution]]');
     lines.push(`    strategy           = ${this.strategy} (${this.threads} thread${this.threads === 1 ? '' : 's'}): ${this.execution.reason}`);
     if (this.execution.droppedRows > 0) lines.push(`    filtered out       = ${this.execution.droppedRows} rows`);
+    if (this.exported) lines.push(`    exported           = ${this.exported.path} (${this.exported.rows} rows, ${this.exported.bytes} bytes)`);
     lines.push(
       `    time               = ${t.totalMs.toFixed(1)} ms (setup ${t.setupMs.toFixed(1)}, passes ${t.evaluateMs.toFixed(1)}, solver ${t.solverMs.toFixed(2)}, statistics ${t.statisticsMs.toFixed(2)})`,
     );
