@@ -7,9 +7,8 @@
  */
 import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
-import { compileDerive } from './data/derive.js';
-import { predictWithKernel, writeExport } from './data/export.js';
-import { deriveSource, isColumnSource, isSourceSpec, memorySource, openSource } from './data/sources/index.js';
+import { memorySource } from './data/sources/memory.js';
+import { isColumnSource, isSourceSpec } from './data/sources/spec.js';
 import { invalidInput } from './errors.js';
 import type { Evaluator, PassColumns } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
@@ -115,10 +114,13 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         const bufferBytes = streamBufferBytes(raw);
         precheckFitOptions(raw);
         ownsSource = !isColumnSource(raw.data);
+        // The readers load only for data that needs them (cold start of in-memory fits).
         source = isSourceSpec(raw.data)
-          ? await openSource(raw.data, { bufferBytes })
+          ? await (await import('./data/sources/open.js')).openSource(raw.data, { bufferBytes })
           : memorySource(checkMemoryColumns(raw.data).columns as Record<string, Float64Array | Float32Array | number[]>);
         if (derive) {
+          const { compileDerive } = await import('./data/derive.js');
+          const { deriveSource } = await import('./data/sources/derived.js');
           const stage = compileDerive(derive, source.columns, readColumnNames(raw.model, source.columns, derive));
           const input = source;
           const inputOwned = ownsSource;
@@ -185,6 +187,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     // The export reads the data once more, in the fit's blocks, while the source is still open.
     let exported: FitExport | null = null;
     if (job.export) {
+      const { predictWithKernel, writeExport } = await import('./data/export.js');
       const written = await writeExport(job.export, {
         nPoints: job.nPoints,
         readRows: (start, count) => readRows(job, memory, source, start, count),

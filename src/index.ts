@@ -16,6 +16,7 @@ export type { DataInput, ProgressEvent } from './options.js';
 export type { FitExecution } from './solver/result.js';
 export { estimateMemory, decide, availableMemory, readCgroupLimit, PressureMonitor, formatBytes } from './memory/index.js';
 export type { MemoryBudget, Decision, PressureReading } from './memory/index.js';
-export { openSource, memorySource } from './data/sources/index.js';
+export { memorySource } from './data/sources/memory.js';
+export { openSource } from './data/sources/lazy.js';
 export type { ColumnSource, OpenSourceOptions } from './data/source.js';
 export { kWorkflows, kGoals, sizeTolerance, type Workflow, type Goal } from './workflow.js';

@@ -8,7 +8,7 @@ import { closestName, invalidInput, invalidRange, invalidType } from './errors.j
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
-import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/export.js';
+import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/exportSpec.js';
 import type { ColumnSource } from './data/source.js';
 import type { PressureReading } from './memory/index.js';
 import { resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';

@@ -20,49 +20,13 @@ import { csvSource } from './csv.js';
 import { npySource } from './npy.js';
 import { checkOpenSourceOptions } from './store.js';
 import { streamSource } from './stream.js';
+import { isAsyncIterable, isColumnFileValue, isColumnSource, isPlainObject, isTableSpec } from './spec.js';
+
+export { isColumnSource, isSourceSpec } from './spec.js';
 
 const kTableFormats = ".csv, .csv.gz, or .npy as { path, columns }; raw .bin and 1-D .npy files go one per column: { x: 'x.bin', y: 'y.npy' }";
 
 /** Whether `data` already implements ColumnSource (read and close functions, columns, nRows). */
-export function isColumnSource(data: unknown): data is ColumnSource {
-  if (data === null || typeof data !== 'object') return false;
-  const source = data as Record<string, unknown>;
-  return typeof source.read === 'function' && typeof source.close === 'function' && Array.isArray(source.columns) && typeof source.nRows === 'number';
-}
-
-function isAsyncIterable(data: unknown): data is AsyncIterable<unknown> {
-  return (
-    data !== null &&
-    (typeof data === 'object' || typeof data === 'function') &&
-    typeof (data as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function'
-  );
-}
-
-function isPlainObject(data: unknown): data is Record<string, unknown> {
-  return data !== null && typeof data === 'object' && !Array.isArray(data) && !ArrayBuffer.isView(data);
-}
-
-/** { path } or { path, columns }: one file holding the whole table. */
-function isTableSpec(data: Record<string, unknown>): boolean {
-  return typeof data.path === 'string' && Object.keys(data).every((key) => key === 'path' || key === 'columns');
-}
-
-/** A column given as a file: 'x.npy' or { path: 'y.bin', dtype }. */
-function isColumnFileValue(value: unknown): boolean {
-  return typeof value === 'string' || (isPlainObject(value) && typeof value.path === 'string');
-}
-
-/**
- * Whether `data` names a data source (a path, a file spec, columns of files,
- * an async iterable or a ColumnSource) rather than in-memory columns.
- */
-export function isSourceSpec(data: unknown): boolean {
-  if (typeof data === 'string') return true;
-  if (!isPlainObject(data)) return false;
-  if (isColumnSource(data) || isAsyncIterable(data)) return true;
-  return isTableSpec(data) || Object.values(data).some(isColumnFileValue);
-}
-
 function checkColumnNames(columns: unknown, field: string): string[] {
   if (!Array.isArray(columns) || columns.length === 0) throw invalidType(field, 'non-empty array of column names', columns);
   columns.forEach((name: unknown, i) => {
