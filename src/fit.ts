@@ -24,6 +24,7 @@ import { loadAddon } from './native.js';
 import {
   checkDeriveOptions,
   checkMemoryColumns,
+  nanPolicy,
   dataValueError,
   normalizeFitOptions,
   precheckFitOptions,
@@ -110,7 +111,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const raw = options as unknown as Record<string, unknown> | null;
     if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
       const derive = checkDeriveOptions(raw);
-      if (isSourceSpec(raw.data) || derive) {
+      const omitNaN = nanPolicy(raw.nanPolicy) === 'omit';
+      if (isSourceSpec(raw.data) || derive || omitNaN) {
         const bufferBytes = streamBufferBytes(raw);
         precheckFitOptions(raw);
         ownsSource = !isColumnSource(raw.data);
@@ -118,10 +120,14 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         source = isSourceSpec(raw.data)
           ? await (await import('./data/sources/open.js')).openSource(raw.data, { bufferBytes })
           : memorySource(checkMemoryColumns(raw.data).columns as Record<string, Float64Array | Float32Array | number[]>);
-        if (derive) {
+        if (derive || omitNaN) {
           const { compileDerive } = await import('./data/derive.js');
           const { deriveSource } = await import('./data/sources/derived.js');
-          const stage = compileDerive(derive, source.columns, readColumnNames(raw.model, source.columns, derive));
+          const spec = { ...(derive ?? {}) };
+          const read = readColumnNames(raw.model, source.columns, spec);
+          // nanPolicy 'omit' (scipy's): drop the rows with a NaN in a column the fit reads.
+          if (omitNaN) spec.where = [...(spec.where ? [`(${spec.where})`] : []), ...read.map((c) => `${c} == ${c}`)].join(' && ');
+          const stage = compileDerive(spec, source.columns, read);
           const input = source;
           const inputOwned = ownsSource;
           try {
@@ -160,7 +166,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const setupMs = performance.now() - started;
 
     let totalSumOfSquares = NaN;
-    const { state, solverMs } = await runSolver(evaluator, job.p0, job.solver, {
+    const { state, solverMs, limit } = await runSolver(evaluator, job.p0, job.solver, {
+      maxIterations: job.maxIterations,
+      deadline: job.maxTimeMs === null ? null : started + job.maxTimeMs,
       afterFirstPass: async () => {
         const audit = evaluator.audit!;
         if (audit.firstInvalidBlock >= 0) {
@@ -204,12 +212,17 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       values: state.x,
       p0: job.p0,
       statistics,
-      success: state.success,
-      status: state.status,
+      success: limit === null && state.success,
+      status: limit ?? state.status,
       message:
-        state.nonFiniteTrials > 0
-          ? `${state.message} ${state.nonFiniteTrials} trial point${state.nonFiniteTrials === 1 ? '' : 's'} gave non-finite model values or derivatives and ${state.nonFiniteTrials === 1 ? 'was' : 'were'} rejected.`
-          : state.message,
+        (limit === 'max_iterations'
+          ? `Stopped after ${state.iterations} iterations (maxIterations) before a convergence test was met; the parameters are the best point reached.`
+          : limit === 'max_time'
+            ? `Stopped after ${job.maxTimeMs} ms (maxTimeMs) before a convergence test was met; the parameters are the best point reached.`
+            : state.message) +
+        (state.nonFiniteTrials > 0
+          ? ` ${state.nonFiniteTrials} trial point${state.nonFiniteTrials === 1 ? '' : 's'} gave non-finite model values or derivatives and ${state.nonFiniteTrials === 1 ? 'was' : 'were'} rejected.`
+          : ''),
       iterations: state.iterations,
       nfev: state.nfev,
       njev: state.njev,

@@ -72,6 +72,16 @@ export interface FitOptions {
   where?: string;
   /** Write the fitted values and residuals of every point to a CSV (`.csv.gz`: gzip), chunk by chunk. */
   export?: ExportSpec;
+  /** Parameters held at their p0 values: not fitted, not in the covariance. */
+  fixed?: string[];
+  /** Parameters defined by expressions of others, as lmfit's expr: `{ b3: '2*b2' }`. */
+  expr?: Record<string, string>;
+  /** Most accepted steps (status 'max_iterations' when reached). */
+  maxIterations?: number;
+  /** Most wall time in ms, checked between passes (status 'max_time' when reached). */
+  maxTimeMs?: number;
+  /** 'raise' (default): NaN in the data is an error; 'omit': rows with a NaN in a column the fit reads are dropped (scipy's nan_policy). */
+  nanPolicy?: 'raise' | 'omit';
 }
 
 /** The transform and where options, checked for shape (their expressions compile in src/data/derive.ts); null if neither is given. */
@@ -98,7 +108,7 @@ export function checkDeriveOptions(options: Record<string, unknown>): { transfor
 const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
-  'transform', 'where', 'export',
+  'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'nanPolicy',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -135,6 +145,14 @@ export interface NormalizedFit {
   safetyFactor: number;
   onProgress: ((event: ProgressEvent) => void) | null;
   export: NormalizedExport | null;
+  /** Parameters held at their p0 values (compiled in as constants), in p0 order. */
+  fixed: Array<{ name: string; value: number }>;
+  /** Parameters defined by an expression of others (lmfit's expr), compiled into the model. */
+  definitions: Record<string, string>;
+  /** Stop after this many accepted steps (status 'max_iterations'). */
+  maxIterations: number | null;
+  /** Stop after this much wall time (status 'max_time'), checked between passes. */
+  maxTimeMs: number | null;
 }
 
 /** Data already opened by the caller (fit() opens files and streams, which is asynchronous). */
@@ -285,9 +303,31 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     const sample = table.sample();
     return catalog!.guess(sample.x, sample.y);
   };
-  const { names: paramNames, values: p0Values } = resolveParams(source, catalog, options.p0, columnNames, guess);
+  nanPolicy(options.nanPolicy);
+  const definitions = parseDefinitions(options.expr, columnNames);
+  const definedNames = Object.keys(definitions);
+  const resolved = resolveParams(source, catalog, options.p0, [...columnNames, ...definedNames], guess);
+  const given = resolved.names.map((name, i) => ({ name, value: resolved.values[i]! }));
+  for (const { name } of given) {
+    if (definedNames.includes(name) && !catalog) {
+      throw invalidInput(`p0.${name}`, `'${name}' is defined by expr.${name}, so it has no starting value of its own; leave it out of p0`);
+    }
+  }
+  const params = given.filter(({ name }) => !definedNames.includes(name));
+  const fixedNames = parseFixed(options.fixed, params.map((p) => p.name));
+  const fixed = params.filter(({ name }) => fixedNames.includes(name));
+  const free = params.filter(({ name }) => !fixedNames.includes(name));
+  if (free.length === 0) throw invalidInput('fixed', 'every parameter is fixed or defined by expr: nothing is left to fit');
+  const paramNames = free.map((p) => p.name);
+  const p0Values = free.map((p) => p.value);
 
-  const model = compileModel(source, { params: paramNames, columns: columnNames, reserved: kReservedColumns });
+  const model = compileModel(source, {
+    params: paramNames,
+    columns: columnNames,
+    reserved: kReservedColumns,
+    constants: Object.fromEntries(fixed.map(({ name, value }) => [name, value])),
+    definitions,
+  });
   const unused = paramNames.filter((_, i) => !model.usesParam[i]);
   if (unused.length > 0) {
     throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
@@ -346,8 +386,60 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     memoryLimitMb,
     safetyFactor,
     onProgress: onProgress as ((event: ProgressEvent) => void) | null,
+    fixed,
+    definitions,
+    maxIterations: options.maxIterations === undefined ? null : positiveInteger(options.maxIterations, 'maxIterations'),
+    maxTimeMs: options.maxTimeMs === undefined ? null : positiveNumber(options.maxTimeMs, 'maxTimeMs'),
     export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: model.variableNames, weighted }),
   };
+}
+
+function positiveNumber(value: unknown, field: string): number {
+  if (typeof value !== 'number') throw invalidType(field, 'number > 0', value);
+  if (!(value > 0) || !Number.isFinite(value)) throw invalidRange(field, 'finite number > 0', value);
+  return value;
+}
+
+/** The expr option: name -> expression string; names must be identifiers and not data columns. */
+function parseDefinitions(value: unknown, columns: string[]): Record<string, string> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidType('expr', "object of parameter name -> expression ({ b3: '2*b2' })", value);
+  }
+  const out: Record<string, string> = {};
+  for (const [name, expression] of Object.entries(value)) {
+    if (!kColumnName.test(name)) throw invalidInput(`expr.${name}`, 'a defined name must be an identifier (letters, digits, _)');
+    if (columns.includes(name) || (kReservedColumns as readonly string[]).includes(name)) {
+      throw invalidInput(`expr.${name}`, `'${name}' is a data column, not a parameter`);
+    }
+    if (typeof expression !== 'string' || expression.trim() === '') throw invalidType(`expr.${name}`, 'expression string', expression);
+    out[name] = expression;
+  }
+  return out;
+}
+
+/** The fixed option: names of parameters (from p0) held at their starting values. */
+function parseFixed(value: unknown, params: string[]): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalidType('fixed', 'array of parameter names', value);
+  value.forEach((name: unknown, i) => {
+    if (typeof name !== 'string') throw invalidType(`fixed[${i}]`, 'parameter name', name);
+    if (!params.includes(name)) {
+      throw invalidInput(`fixed[${i}]`, `'${name}' is not a parameter with a starting value (parameters: ${params.join(', ')})${suggest(name, params)}`);
+    }
+    if (value.indexOf(name) !== i) throw invalidInput(`fixed[${i}]`, `'${name}' is listed twice`);
+  });
+  return value as string[];
+}
+
+/** nanPolicy: 'raise' (default) or 'omit'. */
+export function nanPolicy(value: unknown): 'raise' | 'omit' {
+  if (value === undefined || value === 'raise') return 'raise';
+  if (value === 'omit') return 'omit';
+  if (value === 'propagate') {
+    throw invalidRange('nanPolicy', "'raise' or 'omit' ('propagate' would fit NaN residuals: nlfit does not offer it)", value);
+  }
+  throw invalidRange('nanPolicy', "'raise' or 'omit'", value);
 }
 
 function checkKnownKeys(options: Record<string, unknown>): void {
@@ -386,6 +478,7 @@ export function precheckFitOptions(options: Record<string, unknown>): void {
   checkKnownKeys(options);
   memoryOptions(options);
   resolveWorkflow(options.workflow, options.goal, options.strategy);
+  nanPolicy(options.nanPolicy);
 }
 
 /** The data as normalizeFitOptions sees it: names, length, and (in memory) the columns. */

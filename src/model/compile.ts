@@ -70,6 +70,15 @@ export interface CompileOptions {
    * column, reserved[1] the weight column (the caller passes ['y', 'sigma']).
    */
   reserved?: readonly string[];
+  /** Names that stand for fixed numbers (fixed parameters): folded in as constants. */
+  constants?: Readonly<Record<string, number>>;
+  /**
+   * Names defined by an expression over parameters, columns and other
+   * definitions (lmfit's `expr`): `{ b3: '2*b2' }`. Each is compiled in place
+   * wherever the name appears; a cycle is an error. Errors in a definition are
+   * reported against its own text, under the field `expr.<name>`.
+   */
+  definitions?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -86,7 +95,7 @@ export function compileModel(source: string, options: CompileOptions): CompiledM
   const tree = parseExpression(source);
   const graph = new ExpressionGraph();
   const names = new NameResolver(source, options, graph);
-  const root = reduceExpr<number>(tree, (expr, kids) => lower(expr, kids, graph, names));
+  const root = names.lowerTree(tree);
   for (const name of options.params) {
     if (options.columns.includes(name)) throw invalidInput('p0', ambiguousName(name));
   }
@@ -166,7 +175,7 @@ function ambiguousName(name: string): string {
 }
 
 /** The graph node for one tree node, given the nodes of its children. */
-function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: NameResolver): number {
+function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: { resolve(expr: NameExpr): number }): number {
   switch (expr.kind) {
     case 'number':
       return graph.constant(expr.value);
@@ -209,21 +218,38 @@ class NameResolver {
   private readonly columns: Set<string>;
   private readonly roles: Map<string, string>;
 
+  private readonly constants: Map<string, number>;
+  private readonly definitions: Map<string, string>;
+  /** Definitions being compiled (cycle detection) and the node of each one compiled. */
+  private readonly expanding: string[] = [];
+  private readonly defined = new Map<string, number>();
+
   constructor(
     private readonly source: string,
     options: CompileOptions,
     private readonly graph: ExpressionGraph,
   ) {
+    this.constants = new Map(Object.entries(options.constants ?? {}));
+    this.definitions = new Map(Object.entries(options.definitions ?? {}));
     this.paramIndex = new Map(options.params.map((name, p) => [name, p]));
     this.columns = new Set(options.columns);
     const reserved = options.reserved ?? [];
     this.roles = new Map(reserved.map((name, k) => [name, k === 0 ? 'the response column' : k === 1 ? 'the weight column' : 'a reserved column']));
   }
 
+  /** Lowers a parsed expression into the graph, resolving its names. */
+  lowerTree(tree: Expr): number {
+    return reduceExpr<number>(tree, (expr, kids) => lower(expr, kids, this.graph, this));
+  }
+
   resolve(expr: NameExpr): number {
     const { name } = expr;
     const role = this.roles.get(name);
     if (role !== undefined) throw this.error(`'${name}' is ${role} and cannot appear in the model`, expr);
+    const fixed = this.constants.get(name);
+    if (fixed !== undefined) return this.graph.constant(fixed);
+    const definition = this.definitions.get(name);
+    if (definition !== undefined) return this.define(name, definition);
     const param = this.paramIndex.get(name);
     if (param !== undefined) {
       if (this.columns.has(name)) throw this.error(ambiguousName(name), expr);
@@ -234,6 +260,37 @@ class NameResolver {
     if (constant !== undefined) return this.graph.constant(constant);
     if (kFunctions.has(name)) throw this.error(`'${name}' is a function and needs arguments, as in ${name}(x)`, expr);
     throw this.error(`unknown identifier '${name}' (not a parameter in p0 and not a data column)`, expr);
+  }
+
+  /** Compiles a definition once, in the same graph, with its own source for error positions. */
+  private define(name: string, definition: string): number {
+    const known = this.defined.get(name);
+    if (known !== undefined) return known;
+    if (this.expanding.includes(name)) {
+      throw invalidInput(`expr.${name}`, `the definitions refer to each other in a cycle: ${[...this.expanding, name].join(' -> ')}`);
+    }
+    this.expanding.push(name);
+    let node: number;
+    try {
+      const inner = new NameResolverView(this, name, definition);
+      node = reduceExpr<number>(parseDefinition(name, definition), (expr, kids) => lower(expr, kids, this.graph, inner));
+    } finally {
+      this.expanding.pop();
+    }
+    this.defined.set(name, node);
+    return node;
+  }
+
+  /** Resolves a name inside a definition: errors point into the definition's text. */
+  resolveIn(expr: NameExpr, definitionSource: string, definitionName: string): number {
+    try {
+      return this.resolve(expr);
+    } catch (error) {
+      if (error instanceof ModelError && !this.definitions.has(expr.name)) {
+        throw new ModelError(`expr.${definitionName}: ${error.message.split(' at position ')[0]}`, definitionSource, expr.start);
+      }
+      throw error;
+    }
   }
 
   private variableIndex(expr: NameExpr): number {
@@ -247,6 +304,29 @@ class NameResolver {
 
   private error(message: string, expr: NameExpr): ModelError {
     return new ModelError(message, this.source, expr.start);
+  }
+}
+
+/** The name resolution of a definition's expression: the same resolver, errors against the definition's text. */
+class NameResolverView {
+  constructor(
+    private readonly resolver: NameResolver,
+    private readonly definitionName: string,
+    private readonly definitionSource: string,
+  ) {}
+
+  resolve(expr: NameExpr): number {
+    return this.resolver.resolveIn(expr, this.definitionSource, this.definitionName);
+  }
+}
+
+function parseDefinition(name: string, definition: string): Expr {
+  if (typeof definition !== 'string') throw invalidType(`expr.${name}`, 'expression string', definition);
+  try {
+    return parseExpression(definition);
+  } catch (error) {
+    if (error instanceof ModelError) throw new ModelError(`expr.${name}: ${error.message.split(' at position ')[0]}`, definition, error.position ?? 0);
+    throw error;
   }
 }
 

@@ -8,6 +8,8 @@ import type { Evaluator } from '../exec/evaluator.js';
 
 export interface SolverRun {
   state: NativeSolverState;
+  /** Set when a limit of SolverLimits stopped the solver (its state then says 'aborted'). */
+  limit: 'max_iterations' | 'max_time' | null;
   /** Time in the state machine itself (steps, tests), ms. */
   solverMs: number;
 }
@@ -21,6 +23,10 @@ export interface SolverHooks {
   afterFirstPass?: () => void | Promise<void>;
   /** Called after every pass with the number of passes so far. */
   onPass?: (pass: number) => void;
+  /** Stop after this many accepted steps. */
+  maxIterations?: number | null;
+  /** Stop when performance.now() passes this (checked between passes). */
+  deadline?: number | null;
 }
 
 /** Runs the solver to its end. */
@@ -34,9 +40,17 @@ export async function runSolver(
   let solverMs = 0;
   let first = true;
   let passes = 0;
+  let limit: SolverRun['limit'] = null;
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
+    // Limits are checked between passes; the solver keeps the best point so far.
+    if (hooks.deadline != null && passes > 0 && performance.now() >= hooks.deadline) limit = 'max_time';
+    else if (hooks.maxIterations != null && solver.state().iterations >= hooks.maxIterations) limit = 'max_iterations';
+    if (limit !== null) {
+      solver.abort();
+      break;
+    }
     const factor = await evaluator.evaluate(trialParams);
     passes += 1;
     if (first) {
@@ -48,5 +62,5 @@ export async function runSolver(
     solver.tell(factor);
     solverMs += performance.now() - started;
   }
-  return { state: solver.state(), solverMs };
+  return { state: solver.state(), solverMs, limit };
 }
