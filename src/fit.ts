@@ -248,6 +248,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         droppedRows,
       },
       exported,
+      program: job.model,
+      ...(job.fixed.length > 0 ? { fixed: Object.fromEntries(job.fixed.map(({ name, value }) => [name, value])) } : {}),
+      ...(Object.keys(job.definitions).length > 0 ? { expressions: job.definitions } : {}),
     });
   } finally {
     if (ownsSource) await source?.close();

@@ -7,7 +7,7 @@
  */
 export { fit, Engine, getDefaultEngine } from './fit.js';
 export type { EngineOptions, FitOptions, ModelSpec, Strategy } from './options.js';
-export { FitResult, type FitTiming } from './solver/result.js';
+export { FitResult, type FitTiming, type Band, type BandOptions, type PointsInput } from './solver/result.js';
 export { ModelError } from './errors.js';
 export { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 export { catalogModel, catalogNames, type CatalogModel } from './model/catalog.js';

@@ -5,6 +5,7 @@
  * exist) and lmfit (aic, bic from chi-square).
  */
 import { loadAddon } from '../native.js';
+import { conditionNumber } from './diagnostics.js';
 
 export interface FitStatistics {
   rss: number;
@@ -18,6 +19,8 @@ export interface FitStatistics {
   dof: number;
   nPoints: number;
   rank: number;
+  /** 2-norm condition number of the Jacobian at the solution (Infinity when rank-deficient). */
+  conditionNumber: number;
   covariance: number[][];
   stderr: number[];
   correlation: number[][];
@@ -63,6 +66,7 @@ export function fitStatistics(
     dof,
     nPoints,
     rank,
+    conditionNumber: conditionNumber(factor, p, rank),
     covariance,
     stderr,
     correlation,
