@@ -5,12 +5,43 @@
 // solves min |r + J p| subject to |D p| <= delta (approximately: within 10%).
 // The ratio of actual to predicted reduction decides acceptance (>= 1e-4) and
 // how delta changes; the convergence tests are lmder's.
+//
+// Bounds l <= x <= u: an active-set trust-region step. Let g = J^T r. At x a
+// variable is active when it sits exactly on a bound and -g_j does not point
+// into the box (g_j >= 0 at l_j, g_j <= 0 at u_j): no first-order decrease
+// is possible by moving it, so it is held fixed. The step d solves Moré's
+// subproblem for the free set F only, min |r + J_F d_F| subject to
+// |D_F d_F| <= delta, with D restricted to F; J_F's triangular factor is a
+// fresh QR of the columns F (and the residual column) of the told factor,
+// which is valid because R^T R = [J r]^T [J r]. A free variable on a bound
+// that d would move out of the box is fixed too and d recomputed (at most p
+// times): this guarantees a step of positive length. Then x + alpha d with
+// the largest alpha in (0, 1] that stays in the box is the trial point, and
+// the variable that limits alpha is set to its bound exactly, so iterates sit
+// on bounds bit-exactly and "on a bound" needs no tolerance.
+//   The predicted reduction of a shortened step s = alpha d is that of the
+// linear model for s itself, -(2 c^T R_J s + |R_J s|^2) / |r|^2 with c the
+// rotated residual (no cancellation: each term is computed directly). A
+// shortened step was limited by a bound, not by the trust region, so it
+// never shrinks delta when it succeeds (delta = max(delta, 2 |D s|) instead
+// of lmder's 2 |D s|) and its small size is no sign of convergence: the ftol
+// tests are not applied to it (the xtol tests, which look at delta, are).
+// The gtol test uses the projected gradient (active components are zero):
+// at a point where every variable is active it is exactly zero, a KKT point,
+// and the fit ends with status gtol.
+//   Why an active set rather than Coleman and Li's reflective interior
+// method (scipy's trf): it keeps lmder's step, scaling and tests unchanged on
+// the free subspace (so unbounded fits are untouched), and it reaches a
+// bound exactly instead of approaching it asymptotically, which gives a
+// clean active mask and a covariance for the free parameters.
 #include "lm.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 
 #include "tsqr.hpp"
 
@@ -183,7 +214,113 @@ bool allFinite(const double* v, size_t n) {
 // sqrt(|Q^T r|^2 + rest^2): the residual norm held in a factor's last column.
 double residualNorm(const double* R, int p) { return stableNorm(R + p, p + 1, p + 1); }
 
+// The factor ((n+1) x (n+1), row major) of [J_F | r] for the n variables in
+// `free`: Householder QR of those columns of R and of its last column
+// ((p+1) rows each). R^T R = [J r]^T [J r], so the columns of R have the
+// inner products of the columns of [J r], and so does the result.
+std::vector<double> freeColumnsFactor(const double* R, int p, const std::vector<int>& free) {
+  const int q = p + 1;
+  const int n = static_cast<int>(free.size());
+  const int c = n + 1;
+  std::vector<double> a(static_cast<size_t>(q) * c);  // column major, q rows
+  auto A = [&](int i, int j) -> double& { return a[i + static_cast<size_t>(j) * q]; };
+  for (int i = 0; i < q; ++i) {
+    for (int k = 0; k < n; ++k) A(i, k) = R[i * q + free[k]];
+    A(i, n) = R[i * q + p];
+  }
+  for (int k = 0; k < c; ++k) {
+    const double s = stableNorm(&A(k, k), q - k);
+    if (s == 0.0) continue;
+    const double x0 = A(k, k);
+    const double beta = x0 >= 0.0 ? -s : s;
+    A(k, k) = x0 - beta;
+    const double scale = 1.0 / (s * (s + std::fabs(x0)));
+    for (int j = k + 1; j < c; ++j) {
+      double dot = 0.0;
+      for (int i = k; i < q; ++i) dot += A(i, k) * A(i, j);
+      const double f = dot * scale;
+      for (int i = k; i < q; ++i) A(i, j) -= f * A(i, k);
+    }
+    A(k, k) = beta;
+  }
+  std::vector<double> out(static_cast<size_t>(c) * c, 0.0);
+  for (int i = 0; i < c; ++i)
+    for (int j = i; j < c; ++j) out[i * c + j] = A(i, j);
+  return out;
+}
+
+// BoundState of each variable at x given the factor R at x (see the top of
+// this file): on a bound, exactly, with g = R_J^T c not pointing inward.
+void boundStates(const double* R, int p, const std::vector<double>& x, const std::vector<double>& lower,
+                 const std::vector<double>& upper, std::vector<uint8_t>& states) {
+  const int q = p + 1;
+  states.assign(p, static_cast<uint8_t>(BoundState::Free));
+  for (int j = 0; j < p; ++j) {
+    if (x[j] != lower[j] && x[j] != upper[j]) continue;
+    double g = 0.0;
+    for (int i = 0; i <= j; ++i) g += R[i * q + j] * R[i * q + p];
+    if (x[j] == lower[j] && g >= 0.0) states[j] = static_cast<uint8_t>(BoundState::AtLower);
+    else if (x[j] == upper[j] && g <= 0.0) states[j] = static_cast<uint8_t>(BoundState::AtUpper);
+  }
+}
+
+// The shortest decimal text (at most 17 digits) that reads back as v.
+std::string shortestText(double v) {
+  std::string text;
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::ostringstream out;
+    out.precision(digits);
+    out << v;
+    text = out.str();
+    if (std::strtod(text.c_str(), nullptr) == v) break;
+  }
+  return text;
+}
+
+// Rejects bounds that leave a parameter no feasible value, or a single one.
+void validateBounds(int p, const std::vector<double>& lower, const std::vector<double>& upper) {
+  auto fail = [](const std::string& message) { throw std::invalid_argument(message); };
+  auto checkSize = [&](const std::vector<double>& bound, const char* name) {
+    if (!bound.empty() && static_cast<int>(bound.size()) != p) {
+      fail("Expected " + std::to_string(p) + " values for " + name + " (one per parameter) but received " +
+           std::to_string(bound.size()));
+    }
+  };
+  checkSize(lower, "lower");
+  checkSize(upper, "upper");
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int j = 0; j < p; ++j) {
+    const double l = lower.empty() ? -inf : lower[j];
+    const double u = upper.empty() ? inf : upper[j];
+    const std::string index = "[" + std::to_string(j) + "]";
+    if (std::isnan(l)) fail("Expected a number for lower" + index + " but received NaN");
+    if (std::isnan(u)) fail("Expected a number for upper" + index + " but received NaN");
+    const std::string parameter = "parameter " + std::to_string(j);
+    if (l == inf) fail("Expected lower" + index + " < Infinity: " + parameter + " has no feasible value");
+    if (u == -inf) fail("Expected upper" + index + " > -Infinity: " + parameter + " has no feasible value");
+    const std::string values = shortestText(l) + (l > u ? " > " : " = ") + shortestText(u);
+    if (l > u) fail("Expected lower" + index + " <= upper" + index + " but received " + values);
+    if (l == u) {
+      fail("Expected lower" + index + " < upper" + index + " but received " + values + ": " + parameter +
+           " cannot move, so fix it (leave it out of the fitted parameters) instead of bounding it");
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<double> feasibleStart(int p, const double* x0, const std::vector<double>& lower,
+                                  const std::vector<double>& upper) {
+  constexpr double kMargin = 1e-10;
+  std::vector<double> x(x0, x0 + p);
+  for (int j = 0; j < p; ++j) {
+    const double l = lower[j], u = upper[j];
+    if (x[j] > l && x[j] < u) continue;
+    x[j] = x[j] <= l ? l + kMargin * std::max(1.0, std::fabs(l)) : u - kMargin * std::max(1.0, std::fabs(u));
+    if (!(x[j] > l && x[j] < u)) x[j] = l + 0.5 * (u - l);
+  }
+  return x;
+}
 
 void pivotedFactor(const double* R, int p, std::vector<double>& r, std::vector<int>& ipvt,
                    std::vector<double>& qtf, std::vector<double>& acnorm) {
@@ -349,15 +486,39 @@ std::string lmStatusMessage(LMStatus status, const LMOptions& o) {
 LevenbergMarquardt::LevenbergMarquardt(int p, const double* x0, const LMOptions& options)
     : p_(p), options_(options), x_(x0, x0 + p), trial_(x0, x0 + p), step_(p), diag_(p, 0.0) {
   if (options_.maxFev <= 0) options_.maxFev = 100 * static_cast<int64_t>(p + 1);
+  validateBounds(p, options_.lower, options_.upper);
+  auto finite = [](double v) { return std::isfinite(v); };
+  bounded_ = std::any_of(options_.lower.begin(), options_.lower.end(), finite) ||
+             std::any_of(options_.upper.begin(), options_.upper.end(), finite);
+  if (!bounded_) return;
+  const double inf = std::numeric_limits<double>::infinity();
+  lower_ = options_.lower.empty() ? std::vector<double>(p, -inf) : options_.lower;
+  upper_ = options_.upper.empty() ? std::vector<double>(p, inf) : options_.upper;
+  x_ = feasibleStart(p, x0, lower_, upper_);
+  trial_ = x_;
+  boxedStart_.resize(p);
+  for (int j = 0; j < p; ++j) boxedStart_[j] = std::min(std::max(x0[j], lower_[j]), upper_[j]);
+  active_.assign(p, static_cast<uint8_t>(BoundState::Free));
+}
+
+std::vector<uint8_t> LevenbergMarquardt::activeMask() const {
+  std::vector<uint8_t> states(p_, static_cast<uint8_t>(BoundState::Free));
+  if (bounded_ && !factorAtX_.empty()) boundStates(factorAtX_.data(), p_, x_, lower_, upper_, states);
+  return states;
 }
 
 void LevenbergMarquardt::useJacobian(const double* R) {
   ++njev_;
   pivotedFactor(R, p_, r_, ipvt_, qtf_, acnorm_);
+  if (bounded_) boundStates(R, p_, x_, lower_, upper_, active_);
   if (firstStep_) {
     for (int j = 0; j < p_; ++j) diag_[j] = acnorm_[j] == 0.0 ? 1.0 : acnorm_[j];
     xnorm_ = scaledNorm(diag_, x_);
-    delta_ = options_.factor * xnorm_;
+    // The initial step bound measures the start's scale; a start moved into
+    // the box measures it by its projection onto the box, not by the
+    // 1e-10 margin (a start of 0 on a bound of 0 would otherwise give a step
+    // bound of 1e-8 and stall the ftol test).
+    delta_ = options_.factor * (bounded_ ? scaledNorm(diag_, boxedStart_) : xnorm_);
     if (delta_ == 0.0) delta_ = options_.factor;
   }
   // Cosine of the largest angle between the residual and a Jacobian column.
@@ -366,6 +527,8 @@ void LevenbergMarquardt::useJacobian(const double* R) {
     for (int j = 0; j < p_; ++j) {
       const int l = ipvt_[j];
       if (acnorm_[l] == 0.0) continue;
+      // The projected gradient: active components are zero.
+      if (bounded_ && active_[l] != static_cast<uint8_t>(BoundState::Free)) continue;
       double sum = 0.0;
       for (int i = 0; i <= j; ++i) sum += r_[i + static_cast<size_t>(j) * p_] * (qtf_[i] / fnorm_);
       gnorm_ = std::max(gnorm_, std::fabs(sum / acnorm_[l]));
@@ -378,6 +541,7 @@ void LevenbergMarquardt::useJacobian(const double* R) {
 }
 
 void LevenbergMarquardt::computeStep() {
+  if (bounded_) return computeBoundedStep();
   std::vector<double> sdiag(p_);
   lmpar(p_, r_, ipvt_, diag_, qtf_, delta_, par_, step_, sdiag);
   for (int j = 0; j < p_; ++j) {
@@ -398,15 +562,116 @@ void LevenbergMarquardt::computeStep() {
   dirder_ = -(t1 * t1 + t2 * t2);
 }
 
-void LevenbergMarquardt::tell(const double* R) {
+void LevenbergMarquardt::computeBoundedStep() {
+  const uint8_t kFree = static_cast<uint8_t>(BoundState::Free);
+  std::vector<uint8_t> fixed(p_);
+  for (int j = 0; j < p_; ++j) fixed[j] = active_[j] != kFree;
+  const double startPar = par_;
+  // The step problem of the free set: pivoted triangle, rotated residual and
+  // scaling, indexed by position in `free`.
+  std::vector<int> free, ipvt;
+  std::vector<double> r, qtf, acnorm, diag, freeStep, d(p_);
+  for (;;) {
+    free.clear();
+    for (int j = 0; j < p_; ++j)
+      if (!fixed[j]) free.push_back(j);
+    const int n = static_cast<int>(free.size());
+    // Only reachable if rounding made the damped step ascend: no descent
+    // direction is left in double precision.
+    if (n == 0) return finish(LMStatus::FtolLimit);
+    if (n == p_) {
+      r = r_;
+      ipvt = ipvt_;
+      qtf = qtf_;
+      diag = diag_;
+    } else {
+      const std::vector<double> reduced = freeColumnsFactor(factorAtX_.data(), p_, free);
+      pivotedFactor(reduced.data(), n, r, ipvt, qtf, acnorm);
+      diag.resize(n);
+      for (int k = 0; k < n; ++k) diag[k] = diag_[free[k]];
+    }
+    freeStep.assign(n, 0.0);
+    std::vector<double> sdiag(n);
+    par_ = startPar;
+    lmpar(n, r, ipvt, diag, qtf, delta_, par_, freeStep, sdiag);
+    std::fill(d.begin(), d.end(), 0.0);
+    for (int k = 0; k < n; ++k) d[free[k]] = -freeStep[k];
+    bool leaves = false;
+    for (int j : free) {
+      if ((d[j] < 0.0 && x_[j] == lower_[j]) || (d[j] > 0.0 && x_[j] == upper_[j])) {
+        fixed[j] = 1;
+        leaves = true;
+      }
+    }
+    if (!leaves) break;
+  }
+
+  // The largest alpha in (0, 1] with x + alpha d in the box, and which
+  // variables reach their bound at it.
+  std::vector<double> reach(p_, std::numeric_limits<double>::infinity());
+  double alpha = 1.0;
+  for (int j : free) {
+    if (d[j] == 0.0) continue;
+    const double bound = d[j] < 0.0 ? lower_[j] : upper_[j];
+    if (!std::isfinite(bound)) continue;
+    reach[j] = (bound - x_[j]) / d[j];
+    alpha = std::min(alpha, reach[j]);
+  }
+  truncated_ = alpha < 1.0;
+  for (int j = 0; j < p_; ++j) {
+    double t = truncated_ ? x_[j] + alpha * d[j] : x_[j] + d[j];
+    if (reach[j] <= alpha) t = d[j] < 0.0 ? lower_[j] : upper_[j];
+    // Only rounding can put t outside the box here.
+    trial_[j] = std::min(std::max(t, lower_[j]), upper_[j]);
+    step_[j] = truncated_ ? trial_[j] - x_[j] : d[j];
+  }
+  pnorm_ = scaledNorm(diag_, step_);
+  // lmder bounds the first step bound by the first step; here by the step
+  // computed, whether or not a bound shortened it.
+  if (firstStep_) delta_ = std::min(delta_, truncated_ ? scaledNorm(diag_, d) : pnorm_);
+
+  if (!truncated_) {
+    // The full damped step: lmder's predicted reduction on the free problem.
+    const int n = static_cast<int>(free.size());
+    std::vector<double> jp(n, 0.0);
+    for (int j = 0; j < n; ++j) {
+      const double t = d[free[ipvt[j]]];
+      for (int i = 0; i <= j; ++i) jp[i] += r[i + static_cast<size_t>(j) * n] * t;
+    }
+    const double t1 = norm(jp) / fnorm_;
+    const double t2 = std::sqrt(par_) * pnorm_ / fnorm_;
+    prered_ = t1 * t1 + t2 * t2 / 0.5;
+    dirder_ = -(t1 * t1 + t2 * t2);
+    return;
+  }
+  // The shortened step s: the linear model's reduction for s itself, from
+  // the full factor, relative to |r|^2. u = R_J s / |r|, c = Q^T r / |r|.
+  const int q = p_ + 1;
+  double cu = 0.0, uu = 0.0;
+  for (int i = 0; i < p_; ++i) {
+    double u = 0.0;
+    for (int j = i; j < p_; ++j) u += factorAtX_[i * q + j] * step_[j];
+    u /= fnorm_;
+    cu += (factorAtX_[i * q + p_] / fnorm_) * u;
+    uu += u * u;
+  }
+  // Rounding can make a minute step look like an ascent: predict nothing
+  // then, so that the step is rejected.
+  prered_ = std::max(0.0, -(2.0 * cu + uu));
+  dirder_ = cu;
+}
+
+void LevenbergMarquardt::tell(const double* R, double fnorm) {
   if (!running()) return;
   const int q = p_ + 1;
-  const bool finite = allFinite(R, static_cast<size_t>(q) * q);
+  const bool given = !(fnorm < 0.0);
+  const bool finite = allFinite(R, static_cast<size_t>(q) * q) && (!given || std::isfinite(fnorm));
+  const auto norm = [&]() { return given ? fnorm : residualNorm(R, p_); };
   ++nfev_;
   if (atStart_) {
     atStart_ = false;
     if (!finite) return finish(LMStatus::NonFiniteStart);
-    fnorm_ = residualNorm(R, p_);
+    fnorm_ = norm();
     factorAtX_.assign(R, R + static_cast<size_t>(q) * q);
     useJacobian(R);
     if (!running()) return;
@@ -417,7 +682,7 @@ void LevenbergMarquardt::tell(const double* R) {
   }
 
   if (!finite) ++nonFiniteTrials_;
-  const double fnorm1 = finite ? residualNorm(R, p_) : std::numeric_limits<double>::infinity();
+  const double fnorm1 = finite ? norm() : std::numeric_limits<double>::infinity();
   const double actred = (finite && 0.1 * fnorm1 < fnorm_) ? 1.0 - (fnorm1 / fnorm_) * (fnorm1 / fnorm_) : -1.0;
   const double ratio = prered_ != 0.0 ? actred / prered_ : 0.0;
 
@@ -427,7 +692,8 @@ void LevenbergMarquardt::tell(const double* R) {
     delta_ = shrink * std::min(delta_, pnorm_ / 0.1);
     par_ /= shrink;
   } else if (par_ == 0.0 || ratio >= 0.75) {
-    delta_ = pnorm_ / 0.5;
+    // A shortened step stopped at a bound, not at the edge of the region.
+    delta_ = truncated_ ? std::max(delta_, pnorm_ / 0.5) : pnorm_ / 0.5;
     par_ *= 0.5;
   }
 
@@ -441,7 +707,9 @@ void LevenbergMarquardt::tell(const double* R) {
     firstStep_ = false;
   }
 
-  const bool ftolMet = std::fabs(actred) <= options_.ftol && prered_ <= options_.ftol && 0.5 * ratio <= 1.0;
+  // A step shortened by a bound is small because of the bound: no ftol test.
+  const bool ftolMet =
+      !truncated_ && std::fabs(actred) <= options_.ftol && prered_ <= options_.ftol && 0.5 * ratio <= 1.0;
   const bool xtolMet = delta_ <= options_.xtol * xnorm_;
   if (accepted) factorAtX_.assign(R, R + static_cast<size_t>(q) * q);
   if (ftolMet && xtolMet) return finish(LMStatus::FtolXtol);
@@ -450,7 +718,9 @@ void LevenbergMarquardt::tell(const double* R) {
   if (xtolMet) return finish(finite ? LMStatus::Xtol : LMStatus::NonFiniteEdge);
   if (fnorm_ == 0.0) return finish(LMStatus::FtolLimit);
   if (nfev_ >= options_.maxFev) return finish(LMStatus::MaxFev);
-  if (std::fabs(actred) <= kEps && prered_ <= kEps && 0.5 * ratio <= 1.0) return finish(LMStatus::FtolLimit);
+  if (!truncated_ && std::fabs(actred) <= kEps && prered_ <= kEps && 0.5 * ratio <= 1.0) {
+    return finish(LMStatus::FtolLimit);
+  }
   if (delta_ <= kEps * xnorm_) return finish(finite ? LMStatus::XtolLimit : LMStatus::NonFiniteEdge);
   if (gnorm_ <= kEps) return finish(LMStatus::GtolLimit);
 

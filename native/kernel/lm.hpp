@@ -18,6 +18,15 @@
 // A factor with a non-finite entry marks the trial point invalid: the trust
 // region shrinks (at the starting point it ends the fit, status NonFiniteStart).
 //
+// Bounds (LMOptions::lower/upper) are handled inside the step, by an active
+// set: a variable on a bound whose gradient points out of the box is held
+// fixed, the Levenberg-Marquardt step is computed for the free variables only
+// (lmpar on a fresh QR of the factor's free columns), and a step that would
+// leave the box is shortened along its own direction so that the first bound
+// it meets is reached exactly. See lm.cpp for the details and the reasons.
+// Iterates are always feasible. Without finite bounds the arithmetic is that
+// of the unbounded algorithm, bit for bit.
+//
 // The state is plain data (vectors and scalars) so that it can be serialised.
 #pragma once
 #include <cstdint>
@@ -30,9 +39,16 @@ struct LMOptions {
   double ftol = 1.49012e-8;
   double xtol = 1.49012e-8;
   double gtol = 0.0;
-  double factor = 100.0;   // initial step bound = factor * |D x0|
+  double factor = 100.0;   // initial step bound = factor * |D x0| (x0 projected onto the bounds)
   int64_t maxFev = 0;      // 0 means 100 * (p + 1)
+  // Bounds per parameter: empty (unbounded) or p values each; -Infinity and
+  // +Infinity leave a side open. lower[j] < upper[j] is required: a parameter
+  // with equal bounds must be removed from the fit instead.
+  std::vector<double> lower, upper;
 };
+
+// Where a parameter sits with respect to its bounds (LevenbergMarquardt::activeMask).
+enum class BoundState : uint8_t { Free = 0, AtLower = 1, AtUpper = 2 };
 
 enum class LMStatus : int {
   Running = 0,
@@ -57,13 +73,24 @@ std::string lmStatusMessage(LMStatus status, const LMOptions& options);
 
 class LevenbergMarquardt {
  public:
+  // Throws std::invalid_argument, naming the parameter, when the bounds have
+  // the wrong length, are NaN, leave no feasible value (lower > upper, lower =
+  // +Infinity, upper = -Infinity) or are equal. A start x0 that is not
+  // strictly inside the box is moved inside (feasibleStart): ask() returns
+  // the moved point first.
   LevenbergMarquardt(int p, const double* x0, const LMOptions& options);
 
   bool running() const { return status_ == LMStatus::Running; }
   // Parameters at which the next factor must be computed (p values).
   const double* ask() const { return trial_.data(); }
   // The factor of [J | r] at ask(): (p+1) x (p+1), row major, upper triangular.
-  void tell(const double* R);
+  //
+  // With a robust loss the rows of [J | r] were rescaled (loss.hpp) and the
+  // objective is the cost, not half the squared norm of the rescaled
+  // residual: pass fnorm = sqrt(2 * cost). Every test and ratio then measures
+  // the cost, while the step comes from the rescaled factor (scipy's scheme).
+  // A negative fnorm (the default) takes the norm from R.
+  void tell(const double* R, double fnorm = -1.0);
   void abort() { status_ = LMStatus::Aborted; }
 
   LMStatus status() const { return status_; }
@@ -78,10 +105,17 @@ class LevenbergMarquardt {
   // Trial points at which the factor was not finite (the start excluded).
   int64_t nonFiniteTrials() const { return nonFiniteTrials_; }
   const LMOptions& options() const { return options_; }
+  // Per parameter, a BoundState as uint8_t for x(): AtLower (AtUpper) when
+  // x_j equals its lower (upper) bound and the gradient J^T r does not point
+  // into the box there, i.e. the bound is an active constraint; Free
+  // otherwise (also before the first factor is told).
+  std::vector<uint8_t> activeMask() const;
 
  private:
   void useJacobian(const double* R);
   void computeStep();
+  // The bounded step: free variables only, shortened to stay in the box.
+  void computeBoundedStep();
   void finish(LMStatus status) { status_ = status; }
 
   int p_;
@@ -98,7 +132,25 @@ class LevenbergMarquardt {
   double fnorm_ = 0.0, xnorm_ = 0.0, delta_ = 0.0, par_ = 0.0, gnorm_ = 0.0;
   double pnorm_ = 0.0, prered_ = 0.0, dirder_ = 0.0;
   int64_t iterations_ = 0, nfev_ = 0, njev_ = 0, nonFiniteTrials_ = 0;
+  // Bounds: bounded_ is false when no bound is finite, and then lower_ and
+  // upper_ are empty and none of the members below is used.
+  bool bounded_ = false;
+  std::vector<double> lower_, upper_;
+  std::vector<uint8_t> active_;  // BoundState of each variable at x_ (from its factor)
+  std::vector<double> boxedStart_;  // x0 projected onto the box: sets the initial step bound
+  // The pending trial step was shortened by a bound (step_ and pnorm_ are
+  // then those of the step taken).
+  bool truncated_ = false;
 };
+
+// The start the solver uses for x0 within [lower, upper] (both of length p):
+// scipy's rule for least_squares (make_strictly_feasible with rstep = 1e-10).
+// A component on or beyond its lower bound l moves to l + 1e-10 max(1, |l|);
+// on or beyond its upper bound u to u - 1e-10 max(1, |u|); if the moved value
+// is not strictly inside (a box narrower than the margin), it is the midpoint
+// l + (u - l) / 2. Components strictly inside are unchanged.
+std::vector<double> feasibleStart(int p, const double* x0, const std::vector<double>& lower,
+                                  const std::vector<double>& upper);
 
 // Column-pivoted Householder QR of the leading p x p block of a factor R
 // (q = p + 1, row major). Outputs r (p x p column major, upper triangle), the

@@ -110,6 +110,7 @@ struct Fit {
   int64_t nfev = 0, njev = 0, iterations = 0;
   int64_t nonFiniteTrials = 0;  // non-finite factors told after the start
   bool stopped = false;         // false if the machine kept asking past the loop guard
+  std::vector<uint8_t> activeMask;
 };
 
 bool allFinite(const std::vector<double>& v) {
@@ -136,6 +137,7 @@ Fit runFit(const Model& model, const Data& data, const std::vector<double>& star
   fit.nfev = lm.nfev();
   fit.njev = lm.njev();
   fit.iterations = lm.iterations();
+  fit.activeMask = lm.activeMask();
   return fit;
 }
 
@@ -660,6 +662,436 @@ void testStatuses() {
   check(lm.nfev() == 1 && lm.status() == LMStatus::Aborted, "tell() after abort() is ignored");
 }
 
+
+// ---------------------------------------------------------------------------
+// Bounds.
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr uint8_t kFree = static_cast<uint8_t>(BoundState::Free);
+constexpr uint8_t kAtLower = static_cast<uint8_t>(BoundState::AtLower);
+constexpr uint8_t kAtUpper = static_cast<uint8_t>(BoundState::AtUpper);
+
+LMOptions boundedOptions(std::vector<double> lower, std::vector<double> upper, double tol = 0.0) {
+  LMOptions options;
+  if (tol > 0.0) {
+    options.ftol = tol;
+    options.xtol = tol;
+  }
+  options.lower = std::move(lower);
+  options.upper = std::move(upper);
+  return options;
+}
+
+bool sameBits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+double maxRelativeDifference(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0.0;
+  for (size_t j = 0; j < a.size(); ++j) {
+    worst = std::max(worst, std::fabs(a[j] - b[j]) / std::max(1.0, std::fabs(b[j])));
+  }
+  return worst;
+}
+
+std::string maskText(const std::vector<uint8_t>& mask) {
+  std::string text;
+  for (uint8_t m : mask) text += static_cast<char>('0' + m);
+  return text;
+}
+
+// A model linear in its parameters: sum_j theta_j basis_j(x).
+Model linearModel(int p, std::function<double(int j, double x)> basis) {
+  return {p,
+          [p, basis](const double* b, double x) {
+            double sum = 0.0;
+            for (int j = 0; j < p; ++j) sum += b[j] * basis(j, x);
+            return sum;
+          },
+          [p, basis](const double*, double x, double* g) {
+            for (int j = 0; j < p; ++j) g[j] = basis(j, x);
+          }};
+}
+
+// The box-constrained linear least-squares solution, independently of the
+// solver: on every face of the box (each variable free, at its lower or at
+// its upper bound) the unconstrained minimiser over the free variables, by
+// normal equations in long double; the best feasible one is the optimum (a
+// convex quadratic attains its minimum over the box in the relative
+// interior of some face, where it is that face's minimiser).
+std::vector<double> boxLeastSquares(const Model& model, const Data& data, const std::vector<double>& lower,
+                                    const std::vector<double>& upper) {
+  const int p = model.p;
+  const size_t m = data.x.size();
+  std::vector<long double> basis(m * p);
+  std::vector<double> row(p), zero(p, 0.0);
+  for (size_t i = 0; i < m; ++i) {
+    model.gradient(zero.data(), data.x[i], row.data());
+    for (int j = 0; j < p; ++j) basis[i * p + j] = row[j];
+  }
+  int faces = 1;
+  for (int j = 0; j < p; ++j) faces *= 3;
+  std::vector<double> best;
+  long double bestValue = std::numeric_limits<long double>::infinity();
+  for (int face = 0; face < faces; ++face) {
+    std::vector<long double> x(p, 0.0L);
+    std::vector<int> free;
+    bool valid = true;
+    for (int j = 0, code = face; j < p; ++j, code /= 3) {
+      if (code % 3 == 0) free.push_back(j);
+      else if (code % 3 == 1) x[j] = lower[j];
+      else x[j] = upper[j];
+      if (!std::isfinite(static_cast<double>(x[j]))) valid = false;
+    }
+    if (!valid) continue;
+    const int n = static_cast<int>(free.size());
+    // [H | b] for the free variables, b = basis_F^T (y - basis_fixed x_fixed).
+    std::vector<long double> a(static_cast<size_t>(n) * (n + 1), 0.0L);
+    for (size_t i = 0; i < m; ++i) {
+      long double rest = data.y[i];
+      for (int j = 0; j < p; ++j) rest -= basis[i * p + j] * x[j];
+      for (int r = 0; r < n; ++r) {
+        for (int c = 0; c < n; ++c) a[r * (n + 1) + c] += basis[i * p + free[r]] * basis[i * p + free[c]];
+        a[r * (n + 1) + n] += basis[i * p + free[r]] * rest;
+      }
+    }
+    for (int c = 0; c < n; ++c) {
+      int pivot = c;
+      for (int r = c + 1; r < n; ++r)
+        if (std::fabs(a[r * (n + 1) + c]) > std::fabs(a[pivot * (n + 1) + c])) pivot = r;
+      for (int k = 0; k <= n; ++k) std::swap(a[c * (n + 1) + k], a[pivot * (n + 1) + k]);
+      for (int r = 0; r < n; ++r) {
+        if (r == c) continue;
+        const long double f = a[r * (n + 1) + c] / a[c * (n + 1) + c];
+        for (int k = 0; k <= n; ++k) a[r * (n + 1) + k] -= f * a[c * (n + 1) + k];
+      }
+    }
+    for (int r = 0; r < n; ++r) x[free[r]] = a[r * (n + 1) + n] / a[r * (n + 1) + r];
+    for (int j = 0; j < p; ++j) valid = valid && x[j] >= lower[j] && x[j] <= upper[j];
+    if (!valid) continue;
+    long double value = 0.0L;
+    for (size_t i = 0; i < m; ++i) {
+      long double r = -static_cast<long double>(data.y[i]);
+      for (int j = 0; j < p; ++j) r += basis[i * p + j] * x[j];
+      value += r * r;
+    }
+    if (value < bestValue) {
+      bestValue = value;
+      best.assign(x.begin(), x.end());
+    }
+  }
+  return best;
+}
+
+// The mask a solution must have: on a bound and not pushed inward by the gradient.
+std::vector<uint8_t> expectedMask(const Model& model, const Data& data, const std::vector<double>& x,
+                                  const std::vector<double>& lower, const std::vector<double>& upper) {
+  const int p = model.p;
+  std::vector<long double> g(p, 0.0L);
+  std::vector<double> row(p);
+  for (size_t i = 0; i < data.x.size(); ++i) {
+    model.gradient(x.data(), data.x[i], row.data());
+    const long double r = static_cast<long double>(model.value(x.data(), data.x[i])) - data.y[i];
+    for (int j = 0; j < p; ++j) g[j] += row[j] * r;
+  }
+  std::vector<uint8_t> mask(p, kFree);
+  for (int j = 0; j < p; ++j) {
+    if (x[j] == lower[j] && g[j] >= 0.0L) mask[j] = kAtLower;
+    if (x[j] == upper[j] && g[j] <= 0.0L) mask[j] = kAtUpper;
+  }
+  return mask;
+}
+
+// A quadratic y = 1 - 2x + 3x^2 (plus noise) on [-1, 2] fitted with bounds
+// that cut off the unconstrained optimum in different ways.
+void testBoundedLinear() {
+  const Model quadratic = linearModel(3, [](int j, double x) { return std::pow(x, j); });
+  Rng rng(21);
+  Data data;
+  for (int i = 0; i < 700; ++i) {
+    const double x = -1.0 + 3.0 * i / 699.0;
+    data.x.push_back(x);
+    data.y.push_back(1.0 - 2.0 * x + 3.0 * x * x + 0.1 * rng.symmetric());
+  }
+  struct Case {
+    const char* name;
+    std::vector<double> lower, upper;
+  };
+  const Case cases[] = {
+      {"c1 >= -1 (the optimum has c1 near -2)", {-kInf, -1.0, -kInf}, {kInf, kInf, kInf}},
+      {"c2 <= 2.5", {-kInf, -kInf, -kInf}, {kInf, kInf, 2.5}},
+      {"c0 <= 0, c2 <= 2.5", {-kInf, -kInf, -kInf}, {0.0, kInf, 2.5}},
+      {"a box around the origin [-0.5, 0.5]^3", {-0.5, -0.5, -0.5}, {0.5, 0.5, 0.5}},
+      {"every variable pushed onto a bound", {-kInf, -kInf, 3.5}, {0.5, -2.5, kInf}},
+      {"finite bounds that do not bind", {-10.0, -10.0, -10.0}, {10.0, 10.0, 10.0}},
+  };
+  const std::vector<double> starts[] = {{0.0, 0.0, 0.0}, {0.3, 0.2, 0.1}};
+  for (const Case& c : cases) {
+    const std::vector<double> expected = boxLeastSquares(quadratic, data, c.lower, c.upper);
+    const std::vector<uint8_t> mask = expectedMask(quadratic, data, expected, c.lower, c.upper);
+    for (const std::vector<double>& start : starts) {
+      const std::string name = format("quadratic, %s, from (%g, %g, %g)", c.name, start[0], start[1], start[2]);
+      const Fit fit = runFit(quadratic, data, start, boundedOptions(c.lower, c.upper));
+      check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+      const double err = maxRelativeDifference(fit.x, expected);
+      check(err <= 1e-10, name + format(": the constrained optimum (%.12g, %.12g, %.12g; difference %.3g)",
+                                        expected[0], expected[1], expected[2], err));
+      check(fit.activeMask == mask,
+            name + ": active mask " + maskText(mask) + " (got " + maskText(fit.activeMask) + ")");
+      bool inside = true;
+      for (int j = 0; j < 3; ++j) inside = inside && fit.x[j] >= c.lower[j] && fit.x[j] <= c.upper[j];
+      check(inside, name + ": x() is feasible");
+      if (std::count(mask.begin(), mask.end(), kFree) == 0) {
+        check(fit.status == LMStatus::Gtol,
+              name + ": a point where every variable is active ends with gtol (got " + lmStatusName(fit.status) + ")");
+      }
+    }
+  }
+}
+
+// A variable that has just landed on its bound, whose gradient points into
+// the box but whose Levenberg-Marquardt step points out (the columns are
+// strongly correlated): it must be held on the bound and the step taken in
+// the other variable, not a zero step.
+void testBoundedOutwardStep() {
+  const Model model = linearModel(2, [](int j, double x) { return j == 0 ? 1.0 : 1.0 + 0.3 * x; });
+  Data data;
+  for (int i = 0; i < 300; ++i) {
+    const double x = -1.0 + 2.0 * i / 299.0;
+    data.x.push_back(x);
+    data.y.push_back(-0.1 + 2.0 * (1.0 + 0.3 * x) + 0.01 * std::sin(5.0 * x));
+  }
+  const std::vector<double> lower = {0.0, -kInf}, upper = {kInf, kInf};
+  const std::vector<double> expected = boxLeastSquares(model, data, lower, upper);
+  int heldOnBound = 0;
+  bool alwaysHeld = true;
+  const Fit fit = runFit(model, data, {0.0, 1.0}, boundedOptions(lower, upper),
+                         [&](const LevenbergMarquardt& lm, const std::vector<double>&) {
+                           if (lm.nfev() == 0 || lm.x()[0] != 0.0) return;
+                           const std::vector<double>& R = lm.factor();
+                           const double g0 = R[0] * R[2];  // (J^T r)_0 = R_00 (Q^T r)_0
+                           if (g0 >= 0.0) return;
+                           ++heldOnBound;
+                           alwaysHeld = alwaysHeld && lm.ask()[0] == 0.0 && lm.ask()[1] != lm.x()[1];
+                         });
+  const std::string name = "correlated line, b0 >= 0, from (0, 1)";
+  check(heldOnBound >= 1, name + ": reaches the bound with the gradient pointing inward");
+  check(alwaysHeld, name + ": there the step keeps b0 on its bound and moves b1");
+  check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+  const double err = maxRelativeDifference(fit.x, expected);
+  check(err <= 1e-10, name + format(": the constrained optimum (difference %.3g)", err));
+  check(fit.activeMask == std::vector<uint8_t>({kAtLower, kFree}),
+        name + ": active mask 10 (got " + maskText(fit.activeMask) + ")");
+}
+
+// Rosenbrock's valley, r = (10 (x1 - x0^2), 1 - x0): optimum (1, 1). With
+// x0 <= 0.5 the constrained optimum is (0.5, 0.25) (x1 = x0^2 zeroes the
+// first residual, and 1 - x0 is smallest at the bound).
+Model rosenbrock() {
+  return {2, [](const double* b, double x) { return x == 0.0 ? 10.0 * (b[1] - b[0] * b[0]) : -b[0]; },
+          [](const double* b, double x, double* g) {
+            g[0] = x == 0.0 ? -20.0 * b[0] : -1.0;
+            g[1] = x == 0.0 ? 10.0 : 0.0;
+          }};
+}
+
+void testBoundedRosenbrock() {
+  const Model model = rosenbrock();
+  const Data data = {{0.0, 1.0}, {0.0, -1.0}};
+  const std::vector<double> start = {-1.2, 1.0};
+  {
+    const std::string name = "Rosenbrock from (-1.2, 1) with x0 <= 0.5";
+    const Fit fit = runFit(model, data, start, boundedOptions({-kInf, -kInf}, {0.5, kInf}));
+    check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+    check(fit.x[0] == 0.5, name + format(": x0 lands exactly on its bound (%.17g)", fit.x[0]));
+    check(std::fabs(fit.x[1] - 0.25) <= 1e-10, name + format(": x1 = 0.25 (got %.17g)", fit.x[1]));
+    check(fit.activeMask == std::vector<uint8_t>({kAtUpper, kFree}),
+          name + ": active mask 20 (got " + maskText(fit.activeMask) + ")");
+  }
+  const Fit unbounded = runFit(model, data, start);
+  check(unbounded.stopped && lmSucceeded(unbounded.status), "Rosenbrock from (-1.2, 1): succeeds");
+  {
+    const std::string name = "Rosenbrock with infinite bounds";
+    const Fit fit = runFit(model, data, start, boundedOptions({-kInf, -kInf}, {kInf, kInf}));
+    check(sameBits(fit.x, unbounded.x) && sameBits(fit.factor, unbounded.factor) && fit.nfev == unbounded.nfev &&
+              fit.status == unbounded.status,
+          name + ": bit-identical to the unbounded fit");
+    check(fit.activeMask == std::vector<uint8_t>({kFree, kFree}), name + ": nothing active");
+  }
+  {
+    // Bounds the iterates never reach (the path from (-1.2, 1) stays in this box).
+    const std::string name = "Rosenbrock with bounds [-3, 3] x [-3, 3]";
+    const Fit fit = runFit(model, data, start, boundedOptions({-3.0, -3.0}, {3.0, 3.0}));
+    check(fit.stopped && fit.status == unbounded.status, name + ": same status as unbounded");
+    const double err = maxRelativeDifference(fit.x, unbounded.x);
+    check(err <= 1e-10, name + format(": the unbounded optimum (difference %.3g)", err));
+    check(fit.activeMask == std::vector<uint8_t>({kFree, kFree}), name + ": nothing active");
+  }
+}
+
+Model exponentialDecay() {
+  return {3, [](const double* b, double x) { return b[0] * std::exp(-b[1] * x) + b[2]; },
+          [](const double* b, double x, double* g) {
+            const double e = std::exp(-b[1] * x);
+            g[0] = e;
+            g[1] = -b[0] * x * e;
+            g[2] = 1.0;
+          }};
+}
+
+Data decayData() {
+  Data data;
+  for (int i = 0; i < 1200; ++i) {
+    const double x = 4.0 * i / 1199.0;
+    data.x.push_back(x);
+    data.y.push_back(3.0 * std::exp(-1.3 * x) + 0.5 + 0.02 * std::sin(37.0 * x));
+  }
+  return data;
+}
+
+bool convergedByTolerance(LMStatus status) {
+  return status == LMStatus::Ftol || status == LMStatus::Xtol || status == LMStatus::FtolXtol ||
+         status == LMStatus::Gtol;
+}
+
+// a exp(-b x) + c with b >= 2 where the data have b = 1.3: the fit must stop
+// on b = 2 exactly, with a and c the least-squares values for b = 2.
+void testBoundedExponential() {
+  const Model model = exponentialDecay();
+  const Data data = decayData();
+  const Model atTwo = linearModel(2, [](int j, double x) { return j == 0 ? std::exp(-2.0 * x) : 1.0; });
+  const std::vector<double> expectedAC = boxLeastSquares(atTwo, data, {-kInf, -kInf}, {kInf, kInf});
+  const std::vector<double> starts[] = {{1.0, 3.0, 0.0}, {5.0, 2.5, 1.0}, {2.0, 0.5, 0.0}};
+  for (const std::vector<double>& start : starts) {
+    const std::string name = format("a exp(-b x) + c with b >= 2 from (%g, %g, %g)", start[0], start[1], start[2]);
+    const Fit fit = runFit(model, data, start, boundedOptions({-kInf, 2.0, -kInf}, {kInf, kInf, kInf}));
+    check(fit.stopped && convergedByTolerance(fit.status),
+          name + ": converges by ftol, xtol or gtol (status " + lmStatusName(fit.status) + ")");
+    check(fit.x[1] == 2.0, name + format(": b = 2 exactly (got %.17g)", fit.x[1]));
+    const double err = std::max(std::fabs(fit.x[0] - expectedAC[0]) / std::fabs(expectedAC[0]),
+                                std::fabs(fit.x[2] - expectedAC[1]) / std::fabs(expectedAC[1]));
+    check(err <= 1e-10, name + format(": a, c are the least-squares values at b = 2 (difference %.3g)", err));
+    check(fit.activeMask == std::vector<uint8_t>({kFree, kAtLower, kFree}),
+          name + ": active mask 010 (got " + maskText(fit.activeMask) + ")");
+  }
+
+  // The optimum strictly inside: identical to the unbounded fit, bit for bit
+  // with infinite bounds, to 1e-10 with finite ones that do not bind.
+  const std::vector<double> start = {1.0, 1.0, 0.0};
+  LMOptions tight;
+  tight.ftol = 1e-13;
+  tight.xtol = 1e-13;
+  const Fit unbounded = runFit(model, data, start, tight);
+  check(unbounded.stopped && lmSucceeded(unbounded.status), "a exp(-b x) + c unbounded: succeeds");
+  {
+    const Fit fit = runFit(model, data, start, boundedOptions({-kInf, -kInf, -kInf}, {kInf, kInf, kInf}, 1e-13));
+    check(sameBits(fit.x, unbounded.x) && sameBits(fit.factor, unbounded.factor) && fit.nfev == unbounded.nfev &&
+              fit.iterations == unbounded.iterations && fit.status == unbounded.status,
+          "a exp(-b x) + c with infinite bounds: bit-identical to the unbounded fit");
+  }
+  {
+    LMOptions onlyLower = tight;
+    onlyLower.lower = {-kInf, -kInf, -kInf};
+    const Fit fit = runFit(model, data, start, onlyLower);
+    check(sameBits(fit.x, unbounded.x) && fit.nfev == unbounded.nfev,
+          "a exp(-b x) + c with lower = -Infinity only: bit-identical to the unbounded fit");
+  }
+  {
+    const std::string name = "a exp(-b x) + c with b in [0.5, 5], a in [0, 10], c in [-1, 1]";
+    const Fit fit = runFit(model, data, start, boundedOptions({0.0, 0.5, -1.0}, {10.0, 5.0, 1.0}, 1e-13));
+    check(fit.stopped && lmSucceeded(fit.status), name + ": succeeds (status " + lmStatusName(fit.status) + ")");
+    const double err = maxRelativeDifference(fit.x, unbounded.x);
+    check(err <= 1e-10, name + format(": the unbounded optimum (difference %.3g)", err));
+    check(fit.activeMask == std::vector<uint8_t>({kFree, kFree, kFree}), name + ": nothing active");
+  }
+}
+
+// A start outside (or on) the box is moved inside by scipy's rule, and the
+// fit goes on from there.
+void testFeasibleStart() {
+  {
+    const std::vector<double> lower = {2.0, -kInf, 0.0, -1e12, 1.0, -kInf};
+    const std::vector<double> upper = {kInf, 10.0, 1.0, 0.0, 1.0 + 1e-12, kInf};
+    const double x0[] = {1.0, 20.0, 0.5, -1e12, 0.0, 7.0};
+    const std::vector<double> x = feasibleStart(6, x0, lower, upper);
+    check(x[0] == 2.0 + 2e-10, format("feasibleStart: below lower = 2 moves to 2 + 2e-10 (got %.17g)", x[0]));
+    check(x[1] == 10.0 - 1e-9, format("feasibleStart: above upper = 10 moves to 10 - 1e-9 (got %.17g)", x[1]));
+    check(x[2] == 0.5, "feasibleStart: a value inside is unchanged");
+    check(x[3] == -1e12 + 1e-10 * 1e12, format("feasibleStart: on lower = -1e12 moves by 1e-10 |l| (got %.17g)", x[3]));
+    check(x[4] == 1.0 + 0.5e-12,
+          format("feasibleStart: a box narrower than the margin gives its middle (got %.17g)", x[4]));
+    check(x[5] == 7.0, "feasibleStart: an unbounded value is unchanged");
+  }
+  const Model model = exponentialDecay();
+  const Data data = decayData();
+  const std::vector<double> start = {1.0, 0.5, 2.0};
+  LevenbergMarquardt lm(3, start.data(), boundedOptions({-kInf, 1.0, -kInf}, {kInf, kInf, 1.5}));
+  check(lm.ask()[0] == 1.0 && lm.ask()[1] == 1.0 + 1e-10 && lm.ask()[2] == 1.5 - 1.5e-10,
+        format("an infeasible start (1, 0.5, 2) with b >= 1, c <= 1.5 is asked at (1, 1 + 1e-10, 1.5 - 1.5e-10) "
+               "(got %.17g, %.17g, %.17g)",
+               lm.ask()[0], lm.ask()[1], lm.ask()[2]));
+  check(lm.x() == std::vector<double>(lm.ask(), lm.ask() + 3), "x() is the moved start");
+  check(lm.activeMask() == std::vector<uint8_t>(3, kFree), "before any factor nothing is active");
+  bool feasible = true;
+  while (lm.running()) {
+    const double* trial = lm.ask();
+    feasible = feasible && trial[1] >= 1.0 && trial[2] <= 1.5;
+    const std::vector<double> r = factorAt(model, data, trial);
+    lm.tell(r.data());
+  }
+  check(feasible, "from the infeasible start every trial point is feasible");
+  check(lmSucceeded(lm.status()),
+        std::string("from the infeasible start: succeeds (status ") + lmStatusName(lm.status()) + ")");
+  check(std::fabs(lm.x()[1] - 1.3) < 0.05 && lm.activeMask() == std::vector<uint8_t>(3, kFree),
+        format("from the infeasible start: reaches the interior optimum near b = 1.3 (b = %.6g)", lm.x()[1]));
+}
+
+void testBoundValidation() {
+  const double x0[] = {1.0, 1.0, 1.0};
+  struct Case {
+    const char* name;
+    std::vector<double> lower, upper;
+    const char* expected;  // part of the message
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Case cases[] = {
+      {"inverted bounds", {0.0, 3.0, 0.0}, {1.0, 1.0, 1.0}, "Expected lower[1] <= upper[1] but received 3 > 1"},
+      {"inverted decimal bounds", {0.3, 0.0, 0.0}, {0.1, 1.0, 1.0},
+       "Expected lower[0] <= upper[0] but received 0.3 > 0.1"},
+      {"equal bounds", {0.0, 0.0, 2.0}, {1.0, 1.0, 2.0}, "parameter 2 cannot move, so fix it"},
+      {"a NaN bound", {0.0, nan, 0.0}, {}, "lower[1] but received NaN"},
+      {"lower = +Infinity", {kInf, 0.0, 0.0}, {}, "lower[0] < Infinity"},
+      {"upper = -Infinity", {}, {1.0, 1.0, -kInf}, "upper[2] > -Infinity"},
+      {"too few bounds", {0.0, 0.0}, {}, "Expected 3 values for lower (one per parameter) but received 2"},
+  };
+  for (const Case& c : cases) {
+    std::string message;
+    try {
+      LevenbergMarquardt lm(3, x0, boundedOptions(c.lower, c.upper));
+    } catch (const std::invalid_argument& e) {
+      message = e.what();
+    }
+    check(message.find(c.expected) != std::string::npos,
+          std::string("bounds with ") + c.name + " are rejected with a message containing '" + c.expected + "' (got '" +
+              message + "')");
+  }
+}
+
+// The unbounded NIST fits are unchanged by infinite bounds, to the bit.
+void testInfiniteBoundsNist() {
+  for (const NistProblem& problem : {misra1a(), rat43()}) {
+    const int p = problem.model.p;
+    for (const std::vector<double>& start : problem.starts) {
+      const Fit plain = runFit(problem.model, problem.data, start);
+      const Fit bounded = runFit(problem.model, problem.data, start,
+                                 boundedOptions(std::vector<double>(p, -kInf), std::vector<double>(p, kInf)));
+      check(sameBits(plain.x, bounded.x) && sameBits(plain.factor, bounded.factor) && plain.nfev == bounded.nfev &&
+                plain.status == bounded.status,
+            std::string(problem.name) + ": infinite bounds give bit-identical fits");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -673,6 +1105,13 @@ int main() {
       {"testCovariance", testCovariance},
       {"testPivotedFactor", testPivotedFactor},
       {"testStatuses", testStatuses},
+      {"testBoundedLinear", testBoundedLinear},
+      {"testBoundedOutwardStep", testBoundedOutwardStep},
+      {"testBoundedRosenbrock", testBoundedRosenbrock},
+      {"testBoundedExponential", testBoundedExponential},
+      {"testFeasibleStart", testFeasibleStart},
+      {"testBoundValidation", testBoundValidation},
+      {"testInfiniteBoundsNist", testInfiniteBoundsNist},
   };
   return runTests(tests);
 }
