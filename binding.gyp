@@ -6,6 +6,7 @@
         "native/binding/addon.cpp",
         "native/kernel/columns.cpp",
         "native/kernel/lm.cpp",
+        "native/kernel/loss.cpp",
         "native/kernel/program.cpp",
         "native/kernel/tsqr.cpp"
       ],

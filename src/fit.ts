@@ -35,7 +35,8 @@ import {
   type OpenedData,
 } from './options.js';
 import { runSolver } from './solver/driver.js';
-import { FitResult, type FitExport } from './solver/result.js';
+import { runStarts, startingPoints } from './solver/multistart.js';
+import { FitResult, type FitExport, type MultistartReport } from './solver/result.js';
 import { fitStatistics } from './solver/statistics.js';
 
 /**
@@ -166,20 +167,48 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const setupMs = performance.now() - started;
 
     let totalSumOfSquares = NaN;
-    const { state, solverMs, limit } = await runSolver(evaluator, job.p0, job.solver, {
-      maxIterations: job.maxIterations,
-      deadline: job.maxTimeMs === null ? null : started + job.maxTimeMs,
-      afterFirstPass: async () => {
-        const audit = evaluator.audit!;
-        if (audit.firstInvalidBlock >= 0) {
-          const first = audit.firstInvalidBlock * kBlockSize;
-          const count = Math.min(kBlockSize, job.nPoints - first);
-          throw dataValueError(job, await readRows(job, memory, source, first, count), first, count);
-        }
-        totalSumOfSquares = audit.totalSumOfSquares;
-      },
-      onPass: job.onProgress ? (pass) => job.onProgress!({ type: 'pass', pass, elapsedMs: performance.now() - started }) : undefined,
-    });
+    let passes = 0;
+    const solve = (x0: Float64Array) =>
+      runSolver(evaluator, x0, job.solver, {
+        maxIterations: job.maxIterations,
+        deadline: job.maxTimeMs === null ? null : started + job.maxTimeMs,
+        afterFirstPass: async () => {
+          const audit = evaluator.audit!;
+          if (audit.firstInvalidBlock >= 0) {
+            const first = audit.firstInvalidBlock * kBlockSize;
+            const count = Math.min(kBlockSize, job.nPoints - first);
+            throw dataValueError(job, await readRows(job, memory, source, first, count), first, count);
+          }
+          totalSumOfSquares = audit.totalSumOfSquares;
+        },
+        onPass: job.onProgress ? () => job.onProgress!({ type: 'pass', pass: ++passes, elapsedMs: performance.now() - started }) : undefined,
+      });
+    let run: Awaited<ReturnType<typeof solve>>;
+    let multistart: MultistartReport | undefined;
+    if (job.multistart) {
+      // Every start is a whole fit on the same evaluator; pooled passes interleave on the pool.
+      const spec = job.multistart;
+      const starts = startingPoints(job.p0, job.solver.lower ?? null, job.solver.upper ?? null, spec);
+      const concurrency = evaluator.kind === 'pooled' ? job.threads : 1;
+      const outcome = await runStarts(starts, job.p0.length, concurrency, async (x0) => {
+        const one = await solve(x0);
+        const failed = one.state.status === 'nonfinite_start';
+        return { ...one, success: !failed && one.limit === null && one.state.success, cost: failed ? Infinity : (one.state.fnorm * one.state.fnorm) / 2 };
+      });
+      run = outcome.best;
+      multistart = {
+        starts: spec.n,
+        converged: outcome.converged,
+        bestIndex: outcome.bestIndex,
+        costs: outcome.costs,
+        failed: outcome.failed,
+        sampler: spec.sampler,
+        seed: spec.seed,
+      };
+    } else {
+      run = await solve(job.p0);
+    }
+    const { state, solverMs, limit } = run;
     if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, memory, source);
 
     const statisticsStarted = performance.now();
@@ -190,6 +219,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       job.nPoints,
       totalSumOfSquares,
       job.absoluteSigma,
+      { robust: job.loss !== null, activeMask: job.solver.lower ? state.activeMask : null },
     );
     const statisticsMs = performance.now() - statisticsStarted;
     // The export reads the data once more, in the fit's blocks, while the source is still open.
@@ -249,6 +279,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       },
       exported,
       program: job.model,
+      ...(job.solver.lower ? { activeMask: state.activeMask } : {}),
+      ...(multistart ? { multistart } : {}),
+      ...(job.loss ? { loss: { name: job.loss.name, fScale: job.loss.fScale } } : {}),
       ...(job.fixed.length > 0 ? { fixed: Object.fromEntries(job.fixed.map(({ name, value }) => [name, value])) } : {}),
       ...(Object.keys(job.definitions).length > 0 ? { expressions: job.definitions } : {}),
     });
@@ -285,6 +318,7 @@ function chooseEvaluator(
 ): Evaluator {
   const program = { code: job.model.code, consts: job.model.consts };
   const nBlocks = blockCount(job.nPoints);
+  const loss = job.loss ? { code: job.loss.code, fScale: job.loss.fScale } : null;
   if (decision.strategy === 'streaming') {
     // Data the caller holds in memory can still be streamed (forced), through a copying source.
     const streamed = source ?? memorySource(memoryRecord(job, memory!));
@@ -295,16 +329,17 @@ function chooseEvaluator(
       streamed,
       { vars: job.varNames, y: 'y', sigma: job.weighted ? 'sigma' : null },
       job.nPoints,
-      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve },
+      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve, loss },
     );
   }
   const columns: PassColumns = { ...memory!, nPoints: job.nPoints };
-  if (decision.strategy === 'standard') return new InlineEvaluator(program, columns);
+  if (decision.strategy === 'standard') return new InlineEvaluator(program, columns, loss);
   const chunkBlocks =
     job.chunkSize !== null
       ? Math.ceil(job.chunkSize / kBlockSize)
       : Math.max(kMinChunkBlocks, Math.ceil(nBlocks / (job.threads * kTasksPerThread)));
   return new PooledEvaluator(pool.workers(), program, columns, {
+    loss,
     threads: job.threads,
     chunkBlocks,
     // Under pressure: smaller tasks, then fewer at once.

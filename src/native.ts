@@ -23,10 +23,16 @@ export interface NativeKernel {
     nPoints: number,
     blockStart: number,
     blockEnd: number,
-    /** When given (3 * nBlocks, global block index), each block is also audited into it (columns.hpp). */
-    moments?: Float64Array | null,
-    /** Global row of the columns' element 0 (a multiple of the block size): for a chunk that holds only its own rows. */
-    rowOffset?: number,
+    extras?: {
+      /** 3 * nBlocks, global block index: each block is also audited into it (columns.hpp). */
+      moments?: Float64Array | null;
+      /** Global row of the columns' element 0 (a multiple of the block size): for a chunk that holds only its own rows. */
+      rowOffset?: number;
+      /** Robust loss code (loss.hpp) and its scale; the block costs go to `costs` (nBlocks, global index). */
+      loss?: number;
+      fScale?: number;
+      costs?: Float64Array | null;
+    },
   ): Float64Array;
   /** Model values for points [start, start + count) into out. */
   predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;
@@ -47,12 +53,15 @@ export interface NativeSolverState {
   maxFev: number;
   /** (p+1)^2 factor of [J | r] at x. */
   factor: Float64Array;
+  /** Per parameter: 0 free, 1 on its lower bound, 2 on its upper bound. */
+  activeMask: Uint8Array;
 }
 
 /** The Levenberg-Marquardt state machine (native/kernel/lm.hpp). */
 export interface NativeSolver {
   ask(): Float64Array | null;
-  tell(R: Float64Array): void;
+  /** The factor at ask()'s point; fnorm overrides the residual norm taken from R (a robust loss: sqrt(2 * cost)). */
+  tell(R: Float64Array, fnorm?: number): void;
   abort(): void;
   state(): NativeSolverState;
 }
@@ -63,6 +72,9 @@ export interface SolverOptions {
   gtol: number;
   maxFev: number;
   factor: number;
+  /** Bounds per parameter (±Infinity for none); the solver keeps every iterate inside (lm.hpp). */
+  lower?: Float64Array;
+  upper?: Float64Array;
 }
 
 export interface NativeAddon {

@@ -11,6 +11,7 @@ import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.j
 import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/exportSpec.js';
 import type { ColumnSource } from './data/source.js';
 import type { PressureReading } from './memory/index.js';
+import { normalizeMultistart, type MultistartSpec } from './solver/multistart.js';
 import { resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
@@ -82,7 +83,18 @@ export interface FitOptions {
   maxTimeMs?: number;
   /** 'raise' (default): NaN in the data is an error; 'omit': rows with a NaN in a column the fit reads are dropped (scipy's nan_policy). */
   nanPolicy?: 'raise' | 'omit';
+  /** Bounds: `{ b: [0, Infinity] }` by name, or `[lower, upper]` (numbers or arrays in parameter order), as scipy's. */
+  bounds?: Record<string, [number | null, number | null]> | [number | ArrayLike<number>, number | ArrayLike<number>];
+  /** A robust loss (scipy's least_squares definitions): 'linear' (default), 'soft_l1', 'huber', 'cauchy', 'arctan'. */
+  loss?: LossName;
+  /** The residual scale of a robust loss (scipy's f_scale). Default 1. */
+  fScale?: number;
+  /** Several starts, the best kept: `n` or `{ n, sampler: 'sobol' | 'lhs', seed, spread }`. */
+  multistart?: number | { n: number; sampler?: 'sobol' | 'lhs'; seed?: number; spread?: number };
 }
+
+export const kLosses = ['linear', 'soft_l1', 'huber', 'cauchy', 'arctan'] as const;
+export type LossName = (typeof kLosses)[number];
 
 /** The transform and where options, checked for shape (their expressions compile in src/data/derive.ts); null if neither is given. */
 export function checkDeriveOptions(options: Record<string, unknown>): { transform?: Record<string, string>; where?: string } | null {
@@ -109,6 +121,7 @@ const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
   'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'nanPolicy',
+  'bounds', 'loss', 'fScale', 'multistart',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -137,7 +150,11 @@ export interface NormalizedFit {
   weighted: boolean;
   nPoints: number;
   absoluteSigma: boolean;
-  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
+  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number; lower?: Float64Array; upper?: Float64Array };
+  /** A robust loss (native code and fScale), or null for least squares. */
+  loss: { name: LossName; code: number; fScale: number } | null;
+  /** Multi-start: the starts to run (row 0 is p0), or null. */
+  multistart: MultistartSpec | null;
   threads: number;
   chunkSize: number | null;
   plan: WorkflowPlan;
@@ -379,7 +396,10 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
       gtol: tolerance(options.gtol, 'gtol', sized ?? 0),
       maxFev,
       factor,
+      ...parseBounds(options.bounds, paramNames, [...fixed.map((f) => f.name), ...definedNames]),
     },
+    loss: parseLoss(options.loss, options.fScale),
+    multistart: normalizeMultistart(options.multistart),
     threads,
     chunkSize,
     plan,
@@ -440,6 +460,71 @@ export function nanPolicy(value: unknown): 'raise' | 'omit' {
     throw invalidRange('nanPolicy', "'raise' or 'omit' ('propagate' would fit NaN residuals: nlfit does not offer it)", value);
   }
   throw invalidRange('nanPolicy', "'raise' or 'omit'", value);
+}
+
+function parseLoss(value: unknown, fScaleValue: unknown): NormalizedFit['loss'] {
+  const name = value === undefined ? 'linear' : value;
+  if (typeof name !== 'string') throw invalidType('loss', `one of ${kLosses.map((l) => `'${l}'`).join(', ')}`, name);
+  const code = (kLosses as readonly string[]).indexOf(name);
+  if (code < 0) throw invalidRange('loss', `one of ${kLosses.map((l) => `'${l}'`).join(', ')}${suggest(name, kLosses)}`, name);
+  let fScale = 1;
+  if (fScaleValue !== undefined) fScale = positiveNumber(fScaleValue, 'fScale');
+  if (code === 0) {
+    if (fScaleValue !== undefined) throw invalidInput('fScale', "applies to a robust loss; with loss 'linear' it would do nothing");
+    return null;
+  }
+  return { name: name as LossName, code, fScale };
+}
+
+/** bounds: by name or scipy's [lower, upper] pair; checked here, enforced inside the solver's step. */
+function parseBounds(value: unknown, params: string[], notFitted: string[]): { lower?: Float64Array; upper?: Float64Array } {
+  if (value === undefined) return {};
+  const p = params.length;
+  const lower = new Float64Array(p).fill(-Infinity);
+  const upper = new Float64Array(p).fill(Infinity);
+  const side = (v: unknown, field: string, fallback: number): number => {
+    if (v === null || v === undefined) return fallback;
+    if (typeof v !== 'number' || Number.isNaN(v)) throw invalidType(field, 'number (or null for none)', v);
+    return v;
+  };
+  if (Array.isArray(value)) {
+    if (value.length !== 2) throw invalidType('bounds', '[lower, upper] (scipy\'s form) or { name: [lower, upper] }', value);
+    // scipy's (lb, ub): each a number for every parameter or an array in parameter order.
+    const [lb, ub] = value as [unknown, unknown];
+    const fill = (spec: unknown, target: Float64Array, field: string, fallback: number): void => {
+      if (typeof spec === 'number' || spec === null) {
+        target.fill(side(spec, field, fallback));
+        return;
+      }
+      if (!isArrayLikeOfValues(spec) || spec.length !== p) {
+        throw invalidType(field, `a number or an array of ${p} numbers in parameter order (${params.join(', ')})`, spec);
+      }
+      for (let j = 0; j < p; j++) target[j] = side(spec[j], `${field}[${j}]`, fallback);
+    };
+    fill(lb, lower, 'bounds[0]', -Infinity);
+    fill(ub, upper, 'bounds[1]', Infinity);
+  } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [name, pair] of Object.entries(value)) {
+      const j = params.indexOf(name);
+      if (j < 0) {
+        const why = notFitted.includes(name) ? 'it is fixed or defined by expr, so it is not fitted' : `not a fitted parameter (${params.join(', ')})${suggest(name, params)}`;
+        throw invalidInput(`bounds.${name}`, why);
+      }
+      if (!Array.isArray(pair) || pair.length !== 2) throw invalidType(`bounds.${name}`, '[lower, upper] (null for no bound)', pair);
+      lower[j] = side(pair[0], `bounds.${name}[0]`, -Infinity);
+      upper[j] = side(pair[1], `bounds.${name}[1]`, Infinity);
+    }
+  } else {
+    throw invalidType('bounds', '{ name: [lower, upper] } or [lower, upper]', value);
+  }
+  for (let j = 0; j < p; j++) {
+    const field = `bounds.${params[j]}`;
+    if (lower[j] === Infinity || upper[j] === -Infinity) throw invalidInput(field, `[${lower[j]}, ${upper[j]}] leaves no room`);
+    if (lower[j]! > upper[j]!) throw invalidInput(field, `the lower bound ${lower[j]} is above the upper bound ${upper[j]}`);
+    if (lower[j] === upper[j]) throw invalidInput(field, `lower and upper are both ${lower[j]}: the parameter cannot move; use fixed: ['${params[j]}'] instead`);
+  }
+  if (lower.every((v) => v === -Infinity) && upper.every((v) => v === Infinity)) return {};
+  return { lower, upper };
 }
 
 function checkKnownKeys(options: Record<string, unknown>): void {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "../kernel/columns.hpp"
 #include "../kernel/layout.hpp"
+#include "../kernel/loss.hpp"
 #include "../kernel/lm.hpp"
 #include "../kernel/program.hpp"
 #include "../kernel/tsqr.hpp"
@@ -156,14 +158,19 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
     evaluator_->setParams(params.Data());
   }
 
-  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd[, moments[, rowOffset]])
+  // evalRange(params, vars, y, sigma|null, nPoints, blockStart, blockEnd[, extras])
   //   -> Float64Array of packed subtree roots (tsqr.hpp)
-  // With moments (a Float64Array of 3 * nBlocks, indexed by global block), each
-  // block is also checked and summarised into moments[3b..3b+2]
-  // (columns.hpp, blockMoments): the first pass audits the data it reads.
-  // rowOffset (a multiple of the block size, at most blockStart's first row)
-  // is the global row of the columns' element 0: a streamed chunk holds only
-  // its own rows, while block numbers (and so the reduction tree) stay global.
+  // extras (an object, every field optional):
+  //   moments   Float64Array of 3 * nBlocks, indexed by global block: each block
+  //             is also checked and summarised into moments[3b..3b+2]
+  //             (columns.hpp, blockMoments): the first pass audits the data.
+  //   rowOffset a multiple of the block size, at most blockStart's first row:
+  //             the global row of the columns' element 0 (a streamed chunk
+  //             holds only its own rows; block numbers stay global).
+  //   loss      0..4 (loss.hpp) with fScale > 0: rows are rescaled for the
+  //             robust loss before their QR, and
+  //   costs     Float64Array of nBlocks receives each block's cost
+  //             0.5 * sum fScale^2 rho(z) (required with a loss other than 0).
   Napi::Value EvalRange(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
@@ -172,18 +179,44 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       const int64_t blockStart = integerArg(info[5], "blockStart", 0, nBlocks - 1);
       const int64_t blockEnd = integerArg(info[6], "blockEnd", blockStart + 1, nBlocks);
       int64_t rowOffset = 0;
-      if (info.Length() > 8 && !info[8].IsUndefined()) {
-        rowOffset = integerArg(info[8], "rowOffset", 0, blockStart * kBlockSize);
-        if (rowOffset % kBlockSize != 0) throwRange(env, "rowOffset is not a multiple of the block size");
+      double* moments = nullptr;
+      double* costs = nullptr;
+      nlfit::Loss loss = nlfit::Loss::Linear;
+      double fScale = 1.0;
+      if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
+        if (!info[7].IsObject()) throwType(env, "Expected an object for evalRange extras");
+        const Napi::Object extras = info[7].As<Napi::Object>();
+        const Napi::Value offset = extras.Get("rowOffset");
+        if (!offset.IsUndefined()) {
+          rowOffset = integerArg(offset, "rowOffset", 0, blockStart * kBlockSize);
+          if (rowOffset % kBlockSize != 0) throwRange(env, "rowOffset is not a multiple of the block size");
+        }
+        const Napi::Value m = extras.Get("moments");
+        if (!m.IsUndefined() && !m.IsNull()) {
+          Napi::Float64Array array = float64Arg(m, "moments");
+          if (static_cast<int64_t>(array.ElementLength()) < 3 * nBlocks) throwRange(env, "moments shorter than 3 * nBlocks");
+          moments = array.Data();
+        }
+        const Napi::Value l = extras.Get("loss");
+        if (!l.IsUndefined()) {
+          loss = static_cast<nlfit::Loss>(integerArg(l, "loss", 0, nlfit::kLossCount - 1));
+          const Napi::Value scale = extras.Get("fScale");
+          if (!scale.IsUndefined()) {
+            if (!scale.IsNumber()) throwType(env, "Expected number for fScale");
+            fScale = scale.As<Napi::Number>().DoubleValue();
+            if (!(fScale > 0.0) || !std::isfinite(fScale)) throwRange(env, "Expected a finite number > 0 for fScale");
+          }
+        }
+        const Napi::Value c = extras.Get("costs");
+        if (!c.IsUndefined() && !c.IsNull()) {
+          Napi::Float64Array array = float64Arg(c, "costs");
+          if (static_cast<int64_t>(array.ElementLength()) < nBlocks) throwRange(env, "costs shorter than nBlocks");
+          costs = array.Data();
+        }
+        if (loss != nlfit::Loss::Linear && costs == nullptr) throwRange(env, "a robust loss needs a costs array");
       }
       const int64_t rowsRead = std::min<int64_t>(nPoints, blockEnd * kBlockSize) - rowOffset;
       const ColumnViews views = columnViews(env, *program_, info[1], info[2], info[3], rowsRead, true);
-      double* moments = nullptr;
-      if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
-        Napi::Float64Array m = float64Arg(info[7], "moments");
-        if (static_cast<int64_t>(m.ElementLength()) < 3 * nBlocks) throwRange(env, "moments shorter than 3 * nBlocks");
-        moments = m.Data();
-      }
       setParams(info[0]);
       const int q = program_->nParams() + 1;
       nlfit::RangeReducer reducer(q);
@@ -193,6 +226,7 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
         const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));
         if (moments) nlfit::blockMoments(views.columns, first - rowOffset, rows, moments + 3 * b);
         evaluator_->evalBlock(views.columns, first - rowOffset, rows, block_.get());
+        if (costs) costs[b] = nlfit::applyLoss(loss, fScale, block_.get(), rows, q);
         nlfit::blockFactor(block_.get(), q, R.data());
         reducer.push(b, R.data());
       }
@@ -229,7 +263,8 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
   AlignedBuffer block_;
 };
 
-nlfit::LMOptions lmOptions(Napi::Env env, const Napi::Value& value) {
+// Solver options for p parameters (lm.hpp, LMOptions).
+nlfit::LMOptions lmOptions(Napi::Env env, const Napi::Value& value, size_t p) {
   nlfit::LMOptions options;
   if (value.IsUndefined()) return options;
   if (!value.IsObject()) throwType(env, "Expected an object for solver options");
@@ -249,6 +284,63 @@ nlfit::LMOptions lmOptions(Napi::Env env, const Napi::Value& value) {
   const Napi::Value maxFev = o.Get("maxFev");
   if (!maxFev.IsUndefined()) options.maxFev = integerArg(maxFev, "maxFev", 1, int64_t{1} << 40);
   if (!(options.factor > 0.0)) throwRange(env, "Expected a number > 0 for factor");
+  // Bounds: undefined or null means none; else a Float64Array or an array of
+  // numbers, p long, each a number or +-Infinity (not NaN).
+  auto bounds = [&](const char* key) -> std::vector<double> {
+    const Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return {};
+    std::vector<double> values;
+    if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+      const Napi::Float64Array array = v.As<Napi::Float64Array>();
+      values.assign(array.Data(), array.Data() + array.ElementLength());
+    } else if (v.IsArray()) {
+      const Napi::Array array = v.As<Napi::Array>();
+      for (uint32_t j = 0; j < array.Length(); ++j) {
+        const Napi::Value e = array.Get(j);
+        if (!e.IsNumber()) {
+          static const char* const kTypeNames[] = {"undefined", "null",   "boolean",  "number",
+                                                   "string",    "symbol", "object",   "function",
+                                                   "external",  "bigint"};
+          const int t = static_cast<int>(e.Type());
+          const char* type = t >= 0 && t < 10 ? kTypeNames[t] : "unknown";
+          throwType(env, std::string("Expected number for ") + key + "[" + std::to_string(j) +
+                             "] but received a value of type " + type);
+        }
+        values.push_back(e.As<Napi::Number>().DoubleValue());
+      }
+    } else {
+      throwType(env, std::string("Expected Float64Array or array of numbers for ") + key);
+    }
+    if (values.size() != p) {
+      throwRange(env, "Expected " + std::to_string(p) + " values for " + key + " (one per parameter) but received " +
+                          std::to_string(values.size()));
+    }
+    for (size_t j = 0; j < p; ++j) {
+      if (std::isnan(values[j])) {
+        throwRange(env, std::string("Expected a number for ") + key + "[" + std::to_string(j) + "] but received NaN");
+      }
+    }
+    return values;
+  };
+  // A bound as JavaScript prints it (3, 0.5, -Infinity).
+  auto text = [&](double v) { return Napi::Number::New(env, v).ToString().Utf8Value(); };
+  options.lower = bounds("lower");
+  options.upper = bounds("upper");
+  const double inf = HUGE_VAL;
+  for (size_t j = 0; j < p; ++j) {
+    const double l = options.lower.empty() ? -inf : options.lower[j];
+    const double u = options.upper.empty() ? inf : options.upper[j];
+    const std::string index = "[" + std::to_string(j) + "]";
+    if (l == inf) throwRange(env, "Expected lower" + index + " < Infinity but received Infinity");
+    if (u == -inf) throwRange(env, "Expected upper" + index + " > -Infinity but received -Infinity");
+    if (l > u) {
+      throwRange(env, "Expected lower" + index + " <= upper" + index + " but received " + text(l) + " > " + text(u));
+    }
+    if (l == u) {
+      throwRange(env, "Expected lower" + index + " < upper" + index + " but received " + text(l) + " = " + text(u) +
+                          " (a parameter that cannot move must be fixed, not bounded)");
+    }
+  }
   return options;
 }
 
@@ -268,6 +360,9 @@ class Solver : public Napi::ObjectWrap<Solver> {
   }
 
   // new Solver(x0: Float64Array, options?)
+  // options: ftol, xtol, gtol, factor, maxFev, and lower, upper (Float64Array
+  // or number[] of x0.length; -Infinity / Infinity leave a side open). A
+  // start outside the bounds is moved inside (lm.hpp, feasibleStart).
   explicit Solver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Solver>(info) {
     Napi::Env env = info.Env();
     const Napi::Float64Array x0 = float64Arg(info[0], "x0");
@@ -277,7 +372,7 @@ class Solver : public Napi::ObjectWrap<Solver> {
     for (size_t j = 0; j < x0.ElementLength(); ++j) {
       if (!std::isfinite(x0[j])) throwRange(env, "Expected finite starting parameters");
     }
-    const nlfit::LMOptions options = lmOptions(env, info.Length() > 1 ? info[1] : env.Undefined());
+    const nlfit::LMOptions options = lmOptions(env, info.Length() > 1 ? info[1] : env.Undefined(), x0.ElementLength());
     guarded(env, [&]() {
       lm_ = std::make_unique<nlfit::LevenbergMarquardt>(static_cast<int>(x0.ElementLength()), x0.Data(), options);
     });
@@ -298,7 +393,15 @@ class Solver : public Napi::ObjectWrap<Solver> {
       const Napi::Float64Array R = float64Arg(info[0], "R");
       const size_t q = static_cast<size_t>(lm_->p()) + 1;
       if (R.ElementLength() != q * q) throwRange(info.Env(), "Expected a factor of " + std::to_string(q * q) + " values");
-      lm_->tell(R.Data());
+      // Optional fnorm (a robust loss: sqrt(2 * cost)); NaN or Infinity marks the point invalid.
+      double fnorm = -1.0;
+      if (info.Length() > 1 && !info[1].IsUndefined()) {
+        if (!info[1].IsNumber()) throwType(info.Env(), "Expected number for fnorm");
+        fnorm = info[1].As<Napi::Number>().DoubleValue();
+        if (fnorm < 0.0) throwRange(info.Env(), "Expected fnorm >= 0");
+        if (std::isnan(fnorm)) fnorm = std::numeric_limits<double>::infinity();
+      }
+      lm_->tell(R.Data(), fnorm);
       return info.Env().Undefined();
     });
   }
@@ -325,6 +428,12 @@ class Solver : public Napi::ObjectWrap<Solver> {
       o.Set("nonFiniteTrials", static_cast<double>(lm_->nonFiniteTrials()));
       o.Set("maxFev", static_cast<double>(lm_->options().maxFev));
       o.Set("factor", copyOut(env, lm_->factor().data(), lm_->factor().size()));
+      // Per parameter at x: 0 free, 1 on its lower bound, 2 on its upper
+      // bound (active: the gradient does not point into the box).
+      const std::vector<uint8_t> mask = lm_->activeMask();
+      Napi::Uint8Array activeMask = Napi::Uint8Array::New(env, mask.size());
+      if (!mask.empty()) std::memcpy(activeMask.Data(), mask.data(), mask.size());
+      o.Set("activeMask", activeMask);
       return o;
     });
   }

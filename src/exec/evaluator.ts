@@ -28,12 +28,32 @@ export interface DataAudit {
   totalSumOfSquares: number;
 }
 
+/** One pass: the reduced factor, and with a robust loss the cost 0.5 * sum fScale^2 rho(z). */
+export interface PassResult {
+  factor: Float64Array;
+  /** null for the linear loss (the cost is half the squared residual norm the factor holds). */
+  cost: number | null;
+}
+
+/** A robust loss for the kernel (native/kernel/loss.hpp): its code and fScale. */
+export interface LossSpec {
+  code: number;
+  fScale: number;
+}
+
 export interface Evaluator {
   readonly kind: 'inline' | 'pooled' | 'streaming';
   readonly stats: PassStats;
   /** Set once the first pass has completed. */
   readonly audit: DataAudit | null;
-  evaluate(params: Float64Array): Promise<Float64Array>;
+  evaluate(params: Float64Array): Promise<PassResult>;
+}
+
+/** Sums per-block costs in block order (the same bits however the blocks were split). */
+export function sumCosts(costs: Float64Array, nBlocks: number): number {
+  let total = 0;
+  for (let b = 0; b < nBlocks; b++) total += costs[b]!;
+  return total;
 }
 
 /** The columns a pass reads, all float64 over the same number of points. */

@@ -7,7 +7,7 @@
 import type { Piscina } from 'piscina';
 import { loadAddon } from '../native.js';
 import { sharedFloat64 } from '../data/columns.js';
-import type { DataAudit, Evaluator, PassColumns, PassStats, ProgramCode } from './evaluator.js';
+import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassResult, type PassStats, type ProgramCode } from './evaluator.js';
 import { blockCount } from './layout.js';
 import type { PassPart, PassTask } from './worker.js';
 
@@ -16,6 +16,8 @@ export interface PooledOptions {
   threads: number;
   /** Blocks per task. */
   chunkBlocks: number;
+  /** A robust loss, or null/undefined for least squares. */
+  loss?: LossSpec | null;
   /**
    * Called before each pass; returns the blocks per task and the tasks in
    * flight from then on (memory pressure halves the one and lowers the other).
@@ -60,7 +62,7 @@ export class PooledEvaluator implements Evaluator {
     }
   }
 
-  async evaluate(params: Float64Array): Promise<Float64Array> {
+  async evaluate(params: Float64Array): Promise<PassResult> {
     const started = performance.now();
     if (this.options.reshape) {
       const shape = this.options.reshape({ chunkBlocks: this.chunkBlocks, inFlight: this.inFlight });
@@ -70,6 +72,8 @@ export class PooledEvaluator implements Evaluator {
     const nBlocks = blockCount(this.columns.nPoints);
     // The first pass audits the data as it reads it (blocks not reached stay NaN: invalid).
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
+    const loss = this.options.loss ?? null;
+    const costs = loss ? sharedFloat64(nBlocks) : null;
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
     let failed = false;
@@ -90,6 +94,8 @@ export class PooledEvaluator implements Evaluator {
           blockStart,
           blockEnd,
           moments,
+          loss,
+          costs,
         };
         let part: PassPart;
         try {
@@ -108,6 +114,6 @@ export class PooledEvaluator implements Evaluator {
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;
     this.stats.evaluateMs += performance.now() - started;
-    return factor;
+    return { factor, cost: costs ? sumCosts(costs, nBlocks) : null };
   }
 }

@@ -14,7 +14,7 @@ import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
 import type { ColumnSource } from '../data/source.js';
 import { loadAddon } from '../native.js';
-import type { DataAudit, Evaluator, PassStats, ProgramCode } from './evaluator.js';
+import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassResult, type PassStats, type ProgramCode } from './evaluator.js';
 import { blockCount, kBlockSize } from './layout.js';
 import type { PassPart, PassTask } from './worker.js';
 
@@ -27,6 +27,8 @@ export interface StreamShape {
 }
 
 export interface StreamingOptions extends StreamShape {
+  /** A robust loss, or null/undefined for least squares. */
+  loss?: LossSpec | null;
   /**
    * Called before each chunk is read; returns the shape to use from then on
    * (the memory monitor halves chunks or shrinks the ring here).
@@ -84,10 +86,12 @@ export class StreamingEvaluator implements Evaluator {
     return { ...this.shape, chunkBlocks: Math.min(this.shape.chunkBlocks, blockCount(this.nPoints)) };
   }
 
-  async evaluate(params: Float64Array): Promise<Float64Array> {
+  async evaluate(params: Float64Array): Promise<PassResult> {
     const started = performance.now();
     const nBlocks = blockCount(this.nPoints);
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
+    const loss = this.options.loss ?? null;
+    const costs = loss ? sharedFloat64(nBlocks) : null;
     const parts: Float64Array[] = [];
     const running: Array<Promise<void>> = [];
     let failure: { error: unknown } | null = null;
@@ -126,6 +130,8 @@ export class StreamingEvaluator implements Evaluator {
         blockEnd,
         moments,
         rowOffset: rowStart,
+        loss,
+        costs,
       };
       running.push(
         (this.pool.run(task) as Promise<PassPart>).then(
@@ -148,7 +154,7 @@ export class StreamingEvaluator implements Evaluator {
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;
     this.stats.evaluateMs += performance.now() - started;
-    return factor;
+    return { factor, cost: costs ? sumCosts(costs, nBlocks) : null };
   }
 
   /** Drops the chunk buffers (the source stays open: the caller owns it). */

@@ -22,6 +22,9 @@ export interface PassTask {
   moments: Float64Array | null;
   /** Global row of the columns' element 0 (a streamed chunk holds only its rows); default 0. */
   rowOffset?: number;
+  /** A robust loss and the shared per-block costs it writes (global block index). */
+  loss?: { code: number; fScale: number } | null;
+  costs?: Float64Array | null;
 }
 
 export interface PassPart {
@@ -64,8 +67,11 @@ export default function reduceRange(task: PassTask | WarmupTask): PassPart | nul
     task.nPoints,
     task.blockStart,
     task.blockEnd,
-    task.moments,
-    task.rowOffset ?? 0,
+    {
+      moments: task.moments,
+      rowOffset: task.rowOffset ?? 0,
+      ...(task.loss ? { loss: task.loss.code, fScale: task.loss.fScale, costs: task.costs } : {}),
+    },
   );
   return { roots, kernelMs: performance.now() - started };
 }

@@ -51,7 +51,7 @@ export async function runSolver(
       solver.abort();
       break;
     }
-    const factor = await evaluator.evaluate(trialParams);
+    const { factor, cost } = await evaluator.evaluate(trialParams);
     passes += 1;
     if (first) {
       first = false;
@@ -59,7 +59,9 @@ export async function runSolver(
     }
     hooks.onPass?.(passes);
     const started = performance.now();
-    solver.tell(factor);
+    // With a robust loss the solver measures progress by the cost, not the rescaled residual norm.
+    if (cost === null) solver.tell(factor);
+    else solver.tell(factor, Math.sqrt(2 * cost));
     solverMs += performance.now() - started;
   }
   return { state: solver.state(), solverMs, limit };

@@ -53,6 +53,18 @@ export interface FitExecution {
   droppedRows: number;
 }
 
+/** What a multi-start fit did: starts run, how many converged, which won, every start's cost. */
+export interface MultistartReport {
+  starts: number;
+  converged: number;
+  bestIndex: number;
+  /** Final cost of every start (NaN where a start failed). */
+  costs: number[];
+  failed: Array<{ index: number; error: string }>;
+  sampler: string;
+  seed: number;
+}
+
 export interface FitResultInit {
   model: string;
   paramNames: string[];
@@ -82,6 +94,10 @@ export interface FitResultInit {
    * one of its bounds. Reported as a warning.
    */
   activeMask?: ArrayLike<number | boolean>;
+  /** Multi-start: how the starts went (the result is the best start's). */
+  multistart?: MultistartReport;
+  /** A robust loss, when one was used. */
+  loss?: { name: string; fScale: number };
   /**
    * Parameters held at a value (folded into the model as constants, so not
    * among paramNames), by name. Reported as `name = value (fixed)`.
@@ -206,6 +222,12 @@ export class FitResult {
    * parameter at a bound. Empty when none; summary() lists them.
    */
   readonly warnings: string[];
+  /** Bounded fits: per parameter 0 free, 1 on its lower bound, 2 on its upper bound; null without bounds. */
+  readonly activeMask: Uint8Array | null;
+  /** Multi-start fits: the starts and their outcome; null otherwise. */
+  readonly multistart: MultistartReport | null;
+  /** The robust loss and its fScale, or null for least squares. */
+  readonly loss: { name: string; fScale: number } | null;
   private readonly weighted: boolean;
   private readonly program: ModelProgram | null;
   private readonly fixed: Record<string, number>;
@@ -248,6 +270,9 @@ export class FitResult {
     this.timing = init.timing;
     this.conditionNumber = s.conditionNumber;
     this.program = init.program ?? null;
+    this.activeMask = init.activeMask ? Uint8Array.from(init.activeMask, (v) => Number(v)) : null;
+    this.multistart = init.multistart ?? null;
+    this.loss = init.loss ?? null;
     this.fixed = init.fixed ?? {};
     this.expressions = init.expressions ?? {};
     this.warnings = fitWarnings({
@@ -353,6 +378,9 @@ export class FitResult {
   /** A plain object (for JSON). */
   toJSON(): Record<string, unknown> {
     return {
+      activeMask: this.activeMask ? Array.from(this.activeMask) : null,
+      multistart: this.multistart,
+      loss: this.loss,
       model: this.model,
       success: this.success,
       status: this.status,

@@ -30,7 +30,7 @@ import { fit } from '../../dist/index.js';
  */
 
 /** Features nlfit supports today; the lead adds 'bounds' and 'loss' when they land. */
-const kSupported = new Set<string>([]);
+const kSupported = new Set<string>(['bounds', 'loss']);
 
 const kCostRelative = 1e-12;
 const kCostAbsolute = 1e-300;
