@@ -75,6 +75,8 @@ export interface SolverOptions {
   /** Bounds per parameter (±Infinity for none); the solver keeps every iterate inside (lm.hpp). */
   lower?: Float64Array;
   upper?: Float64Array;
+  /** Fixed variable scaling D (MINPACK mode 2); absent: the Jacobian column norms. */
+  diag?: Float64Array;
 }
 
 export interface NativeAddon {

@@ -89,6 +89,13 @@ export interface FitOptions {
   loss?: LossName;
   /** The residual scale of a robust loss (scipy's f_scale). Default 1. */
   fScale?: number;
+  /**
+   * Variable scales, as scipy's x_scale: 'jac' (default: MINPACK's running
+   * Jacobian column norms) or the characteristic scale of each parameter
+   * (an array in parameter order or an object by name): the trust region is
+   * then a sphere in x / xScale.
+   */
+  xScale?: 'jac' | ArrayLike<number> | Record<string, number>;
   /** Several starts, the best kept: `n` or `{ n, sampler: 'sobol' | 'lhs', seed, spread }`. */
   multistart?: number | { n: number; sampler?: 'sobol' | 'lhs'; seed?: number; spread?: number };
 }
@@ -121,7 +128,7 @@ const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
   'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'nanPolicy',
-  'bounds', 'loss', 'fScale', 'multistart',
+  'bounds', 'loss', 'fScale', 'multistart', 'xScale',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -150,7 +157,7 @@ export interface NormalizedFit {
   weighted: boolean;
   nPoints: number;
   absoluteSigma: boolean;
-  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number; lower?: Float64Array; upper?: Float64Array };
+  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number; lower?: Float64Array; upper?: Float64Array; diag?: Float64Array };
   /** A robust loss (native code and fScale), or null for least squares. */
   loss: { name: LossName; code: number; fScale: number } | null;
   /** Multi-start: the starts to run (row 0 is p0), or null. */
@@ -397,6 +404,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
       maxFev,
       factor,
       ...parseBounds(options.bounds, paramNames, [...fixed.map((f) => f.name), ...definedNames]),
+      ...parseXScale(options.xScale, paramNames),
     },
     loss: parseLoss(options.loss, options.fScale),
     multistart: normalizeMultistart(options.multistart),
@@ -460,6 +468,30 @@ export function nanPolicy(value: unknown): 'raise' | 'omit' {
     throw invalidRange('nanPolicy', "'raise' or 'omit' ('propagate' would fit NaN residuals: nlfit does not offer it)", value);
   }
   throw invalidRange('nanPolicy', "'raise' or 'omit'", value);
+}
+
+function parseXScale(value: unknown, params: string[]): { diag?: Float64Array } {
+  if (value === undefined || value === 'jac') return {};
+  const scales = new Float64Array(params.length);
+  if (isArrayLikeOfValues(value)) {
+    if (value.length !== params.length) {
+      throw invalidRange('xScale', `'jac' or ${params.length} scales in parameter order (${params.join(', ')})`, value);
+    }
+    for (let j = 0; j < params.length; j++) scales[j] = positiveNumber(value[j], `xScale[${j}]`);
+  } else if (value !== null && typeof value === 'object') {
+    const given = value as Record<string, unknown>;
+    for (const key of Object.keys(given)) {
+      if (!params.includes(key)) throw invalidInput(`xScale.${key}`, `not a fitted parameter (${params.join(', ')})${suggest(key, params)}`);
+    }
+    for (let j = 0; j < params.length; j++) {
+      const v = given[params[j]!];
+      if (v === undefined) throw invalidInput('xScale', `no scale for '${params[j]}': give one per fitted parameter, or 'jac'`);
+      scales[j] = positiveNumber(v, `xScale.${params[j]}`);
+    }
+  } else {
+    throw invalidType('xScale', "'jac', an array of scales or { name: scale }", value);
+  }
+  return { diag: scales.map((s) => 1 / s) };
 }
 
 function parseLoss(value: unknown, fScaleValue: unknown): NormalizedFit['loss'] {

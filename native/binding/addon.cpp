@@ -326,6 +326,13 @@ nlfit::LMOptions lmOptions(Napi::Env env, const Napi::Value& value, size_t p) {
   auto text = [&](double v) { return Napi::Number::New(env, v).ToString().Utf8Value(); };
   options.lower = bounds("lower");
   options.upper = bounds("upper");
+  // Fixed variable scaling D (lm.hpp): p finite values > 0.
+  options.diag = bounds("diag");
+  for (size_t j = 0; j < options.diag.size(); ++j) {
+    if (!(options.diag[j] > 0.0) || !std::isfinite(options.diag[j])) {
+      throwRange(env, "Expected a finite number > 0 for diag[" + std::to_string(j) + "] but received " + text(options.diag[j]));
+    }
+  }
   const double inf = HUGE_VAL;
   for (size_t j = 0; j < p; ++j) {
     const double l = options.lower.empty() ? -inf : options.lower[j];

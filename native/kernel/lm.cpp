@@ -487,6 +487,16 @@ LevenbergMarquardt::LevenbergMarquardt(int p, const double* x0, const LMOptions&
     : p_(p), options_(options), x_(x0, x0 + p), trial_(x0, x0 + p), step_(p), diag_(p, 0.0) {
   if (options_.maxFev <= 0) options_.maxFev = 100 * static_cast<int64_t>(p + 1);
   validateBounds(p, options_.lower, options_.upper);
+  if (!options_.diag.empty()) {
+    if (options_.diag.size() != static_cast<size_t>(p)) {
+      throw std::invalid_argument("Expected " + std::to_string(p) + " scale values but received " + std::to_string(options_.diag.size()));
+    }
+    for (int j = 0; j < p; ++j) {
+      if (!(options_.diag[j] > 0.0) || !std::isfinite(options_.diag[j])) {
+        throw std::invalid_argument("Expected a finite number > 0 for diag[" + std::to_string(j) + "]");
+      }
+    }
+  }
   auto finite = [](double v) { return std::isfinite(v); };
   bounded_ = std::any_of(options_.lower.begin(), options_.lower.end(), finite) ||
              std::any_of(options_.upper.begin(), options_.upper.end(), finite);
@@ -511,8 +521,9 @@ void LevenbergMarquardt::useJacobian(const double* R) {
   ++njev_;
   pivotedFactor(R, p_, r_, ipvt_, qtf_, acnorm_);
   if (bounded_) boundStates(R, p_, x_, lower_, upper_, active_);
+  const bool fixedScale = !options_.diag.empty();
   if (firstStep_) {
-    for (int j = 0; j < p_; ++j) diag_[j] = acnorm_[j] == 0.0 ? 1.0 : acnorm_[j];
+    for (int j = 0; j < p_; ++j) diag_[j] = fixedScale ? options_.diag[j] : acnorm_[j] == 0.0 ? 1.0 : acnorm_[j];
     xnorm_ = scaledNorm(diag_, x_);
     // The initial step bound measures the start's scale; a start moved into
     // the box measures it by its projection onto the box, not by the
@@ -535,7 +546,7 @@ void LevenbergMarquardt::useJacobian(const double* R) {
     }
   }
   if (gnorm_ <= options_.gtol) return finish(LMStatus::Gtol);
-  if (!firstStep_) {
+  if (!firstStep_ && !fixedScale) {
     for (int j = 0; j < p_; ++j) diag_[j] = std::max(diag_[j], acnorm_[j]);
   }
 }

@@ -45,6 +45,11 @@ struct LMOptions {
   // +Infinity leave a side open. lower[j] < upper[j] is required: a parameter
   // with equal bounds must be removed from the fit instead.
   std::vector<double> lower, upper;
+  // Variable scaling D (MINPACK's mode 2): empty means lmder's default, the
+  // running maximum of the Jacobian column norms (scipy's x_scale='jac');
+  // else p positive finite values, fixed for the whole fit (scipy's
+  // x_scale = 1 / D: the trust region is a sphere in x_j * D_j).
+  std::vector<double> diag;
 };
 
 // Where a parameter sits with respect to its bounds (LevenbergMarquardt::activeMask).
