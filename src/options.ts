@@ -12,7 +12,7 @@ import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './d
 import type { ColumnSource } from './data/source.js';
 import type { PressureReading } from './memory/index.js';
 import { normalizeMultistart, type MultistartSpec } from './solver/multistart.js';
-import { resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
+import { kDefaultStarts, resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
 
 /** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
 export type ModelSpec = string | { name: string; degree?: number };
@@ -407,7 +407,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
       ...parseXScale(options.xScale, paramNames),
     },
     loss: parseLoss(options.loss, options.fScale),
-    multistart: normalizeMultistart(options.multistart),
+    multistart: normalizeMultistart(options.multistart ?? (plan.multistart ? kDefaultStarts : undefined)),
     threads,
     chunkSize,
     plan,

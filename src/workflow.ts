@@ -32,6 +32,8 @@ export interface WorkflowPlan {
   toleranceStep: number | null;
   /** Keep file data in its file (stream) even when it would fit in memory. */
   preferStreaming: boolean;
+  /** Run multi-start (kDefaultStarts starts) unless the multistart option says otherwise. */
+  multistart: boolean;
   /** What the bundle does, for the decision's reason and the docs. */
   description: string;
 }
@@ -40,6 +42,7 @@ interface WorkflowEntry {
   strategy: WorkflowPlan['strategy'];
   toleranceStep: number;
   description: string;
+  multistart?: boolean;
   /** Set when the workflow needs a capability this version does not have. */
   unavailable?: string;
 }
@@ -55,14 +58,14 @@ const kWorkflowTable: Record<Workflow, WorkflowEntry> = {
   auto_global: {
     strategy: 'auto',
     toleranceStep: 0,
-    description: 'auto with multi-start',
-    unavailable: 'it needs multi-start, which this version of nlfit does not have yet',
+    multistart: true,
+    description: 'strategy by memory, tolerances by size, multi-start (8 starts unless multistart says otherwise)',
   },
   large_robust: {
-    strategy: 'auto',
+    strategy: 'hpc',
     toleranceStep: 0,
-    description: 'chunked or streaming with a robust loss and multi-start',
-    unavailable: 'it needs robust losses and multi-start, which this version of nlfit does not have yet',
+    multistart: true,
+    description: 'the pool (streaming when the data does not fit), tolerances by size, multi-start (8 starts); the loss stays least squares unless loss is given',
   },
   hpc_distributed: {
     strategy: 'hpc',
@@ -72,13 +75,16 @@ const kWorkflowTable: Record<Workflow, WorkflowEntry> = {
   },
 };
 
-const kGoalSteps: Record<Goal, { toleranceStep: number; unavailable?: string }> = {
+const kGoalSteps: Record<Goal, { toleranceStep: number; multistart?: boolean; unavailable?: string }> = {
   fast: { toleranceStep: 1 },
-  quality: { toleranceStep: -1 },
+  quality: { toleranceStep: -1, multistart: true },
   memory_efficient: { toleranceStep: 0 },
-  robust: { toleranceStep: 0, unavailable: 'it needs multi-start and robust losses, which this version of nlfit does not have yet' },
-  global: { toleranceStep: 0, unavailable: "it is 'robust' (multi-start), which this version of nlfit does not have yet" },
+  robust: { toleranceStep: 0, multistart: true },
+  global: { toleranceStep: 0, multistart: true },
 };
+
+/** Starts when a workflow or goal turns multi-start on and the multistart option is not given. */
+export const kDefaultStarts = 8;
 
 /** Tolerance by data size: below 1e3 points 1e-12, below 1e4 1e-10, ..., at 1e8 and above 1e-5. */
 const kSizeTable: ReadonlyArray<readonly [number, number]> = [
@@ -138,6 +144,7 @@ export function resolveWorkflow(workflow: unknown, goal: unknown, strategy: unkn
     strategy: plannedStrategy,
     toleranceStep: named ? Math.max(-1, Math.min(1, steps)) : null,
     preferStreaming: g === 'memory_efficient',
+    multistart: (entry.multistart ?? false) || (g !== null && (kGoalSteps[g].multistart ?? false)),
     description: g === null ? entry.description : `${entry.description}; goal '${g}'`,
   };
 }

@@ -153,11 +153,13 @@ describe('tolerances through fit()', () => {
     expect(tolerances({ workflow: 'quality', goal: 'quality' })).toEqual(same(1e-9));
     expect(tolerances({ workflow: 'fast', goal: 'fast' })).toEqual(same(1e-7));
     expect(tolerances({ workflow: 'fast', goal: 'quality' })).toEqual(same(1e-8));
+    // The goal also turns multi-start on (8 starts); the workflow is tolerances only.
     const quality = await run({ goal: 'quality' }, setB);
-    expectSameFit(quality, await run(same(1e-9), setB));
-    expectSameFit(await run({ workflow: 'quality' }, setB), quality);
+    expectSameFit(quality, await run({ ...same(1e-9), multistart: 8 }, setB));
+    const workflow = await run({ workflow: 'quality' }, setB);
+    expectSameFit(workflow, await run(same(1e-9), setB));
     // On B, 1e-9 stops a pass before the exact defaults.
-    expect(quality.nfev).toBeLessThan((await run({}, setB)).nfev);
+    expect(workflow.nfev).toBeLessThan((await run({}, setB)).nfev);
   }, kSlow);
 });
 
@@ -218,20 +220,21 @@ describe('names', () => {
     await expect(run({ strategy: 'chunky' as never })).rejects.toThrow("(did you mean 'chunked'?)");
   });
 
-  it('workflows and goals this version cannot do are rejected with what they need', async () => {
-    const cases: Array<[Partial<FitOptions>, string, RegExp]> = [
-      [{ workflow: 'auto_global' }, "Invalid workflow: 'auto_global'", /not available: it needs multi-start/],
-      [{ workflow: 'large_robust' }, "Invalid workflow: 'large_robust'", /not available: it needs robust losses and multi-start/],
-      [{ workflow: 'hpc_distributed' }, "Invalid workflow: 'hpc_distributed'", /not available: it needs the MPI backend/],
-      [{ goal: 'robust' }, "Invalid goal: 'robust'", /not available: it needs multi-start and robust losses/],
-      [{ goal: 'global' }, "Invalid goal: 'global'", /not available: .*multi-start/],
-    ];
-    for (const [options, start, why] of cases) {
-      const promise = run(options, small);
-      await expect(promise).rejects.toThrow(RangeError);
-      await expect(promise).rejects.toThrow(start);
-      await expect(promise).rejects.toThrow(why);
+  it("the workflow this version cannot do ('hpc_distributed': MPI) is rejected with what it needs", async () => {
+    const promise = run({ workflow: 'hpc_distributed' }, small);
+    await expect(promise).rejects.toThrow(RangeError);
+    await expect(promise).rejects.toThrow("Invalid workflow: 'hpc_distributed'");
+    await expect(promise).rejects.toThrow(/not available: it needs the MPI backend/);
+  });
+
+  it("'auto_global', 'large_robust' and the goals 'robust', 'global', 'quality' turn multi-start on (8 starts); an explicit multistart wins", async () => {
+    for (const options of [{ workflow: 'auto_global' }, { workflow: 'large_robust' }, { goal: 'robust' }, { goal: 'global' }, { goal: 'quality' }] as Array<Partial<FitOptions>>) {
+      const r = await run(options, small);
+      expect(r.multistart?.starts, JSON.stringify(options)).toBe(8);
     }
+    expect((await run({ goal: 'robust', multistart: 3 }, small)).multistart?.starts).toBe(3);
+    expect((await run({ workflow: 'fast' }, small)).multistart).toBeNull();
+    expect((await run({}, small)).multistart).toBeNull();
   });
 });
 
