@@ -8,6 +8,7 @@
         "native/kernel/lm.cpp",
         "native/kernel/loss.cpp",
         "native/kernel/program.cpp",
+        "native/kernel/rowblocks.cpp",
         "native/kernel/tsqr.cpp"
       ],
       "include_dirs": ["<!(node native/build-flags.cjs napi-include)"],

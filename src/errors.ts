@@ -66,8 +66,17 @@ export function invalidRange(field: string, expected: string, value: unknown): R
 }
 
 /** An input that is well typed but unusable, with a free-form explanation naming the field. */
-export function invalidInput(field: string, explanation: string): RangeError {
-  return new RangeError(`Invalid ${field}: ${explanation}`);
+export function invalidInput(field: string, explanation: string, cause?: unknown): RangeError {
+  return new RangeError(`Invalid ${field}: ${explanation}`, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * A JavaScript model's function threw. The message keeps the user's and says
+ * where; the user's error is the cause (across worker threads, its clone).
+ */
+export function modelFunctionFailed(field: string, name: string, where: string, cause: unknown): Error {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new Error(`nlfit: ${field} '${name}' threw ${where}: ${detail}`, { cause });
 }
 
 /**

@@ -10,9 +10,10 @@ import type { ColumnSource } from './data/source.js';
 import { memorySource } from './data/sources/memory.js';
 import { isColumnSource, isSourceSpec } from './data/sources/spec.js';
 import { invalidInput } from './errors.js';
-import type { Evaluator, PassColumns } from './exec/evaluator.js';
+import type { Evaluator, PassColumns, PassModel } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
+import { jsModelValues, loadJsModel, planJsModel } from './exec/jsModel.js';
 import { blockCount, checkLayout, kBlockSize } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
 import { StreamingEvaluator, type StreamShape } from './exec/streaming.js';
@@ -20,6 +21,7 @@ import type { WarmupTask } from './exec/worker.js';
 import { availableMemory, decide, PressureMonitor, pressureRelief, type Decision } from './memory/index.js';
 import { isCatalogName } from './model/catalog.js';
 import { freeIdentifiers } from './model/compile.js';
+import { isModuleModelSpec } from './model/moduleSpec.js';
 import { loadAddon } from './native.js';
 import {
   checkDeriveOptions,
@@ -36,6 +38,7 @@ import {
 } from './options.js';
 import { runSolver } from './solver/driver.js';
 import { runStarts, startingPoints } from './solver/multistart.js';
+import type { ModelValues } from './solver/diagnostics.js';
 import { FitResult, type FitExport, type MultistartReport } from './solver/result.js';
 import { fitStatistics } from './solver/statistics.js';
 
@@ -144,6 +147,10 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       }
     }
     const job = normalizeFitOptions(options, pool.threads, opened);
+    // A JavaScript model is imported here first, so a bad module or export fails before any pass.
+    const plan = job.module ? planJsModel(job.module, job.paramNames, job.p0, job.fixed, job.solver) : null;
+    const model: PassModel = plan ?? { code: job.model!.code, consts: job.model!.consts };
+    const jsValues = plan ? jsModelValues(await loadJsModel(plan), plan) : null;
     const decision = decideFor(job, pool.threads);
     let memory = job.memory;
     if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
@@ -163,7 +170,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       const next = relief({ chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight });
       return { chunkBlocks: Math.max(1, Math.floor(next.chunkSize / kBlockSize)), chunksInFlight: next.chunksInFlight };
     };
-    const evaluator = chooseEvaluator(pool, job, decision, memory, source, relieve);
+    const evaluator = chooseEvaluator(pool, job, model, decision, memory, source, relieve);
     const setupMs = performance.now() - started;
 
     let totalSumOfSquares = NaN;
@@ -209,7 +216,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       run = await solve(job.p0);
     }
     const { state, solverMs, limit } = run;
-    if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, memory, source);
+    if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, memory, source, jsValues ?? kernelValues(job.model!));
 
     const statisticsStarted = performance.now();
     const statistics = fitStatistics(
@@ -229,7 +236,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       const written = await writeExport(job.export, {
         nPoints: job.nPoints,
         readRows: (start, count) => readRows(job, memory, source, start, count),
-        predict: predictWithKernel(job.model.code, job.model.consts, state.x),
+        predict: job.model ? predictWithKernel(job.model.code, job.model.consts, state.x) : (vars, count, out) => jsValues!(state.x, vars, count, out),
         variables: job.varNames,
         weighted: job.weighted,
       });
@@ -237,7 +244,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     }
     const shape = executionShape(evaluator, decision);
     return new FitResult({
-      model: job.model.source,
+      model: job.model ? job.model.source : job.module!.source,
       paramNames: job.paramNames,
       values: state.x,
       p0: job.p0,
@@ -278,7 +285,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         droppedRows,
       },
       exported,
-      program: job.model,
+      program: job.model ?? { values: jsValues!, variableNames: job.varNames },
       ...(job.solver.lower ? { activeMask: state.activeMask } : {}),
       ...(multistart ? { multistart } : {}),
       ...(job.loss ? { loss: { name: job.loss.name, fScale: job.loss.fScale } } : {}),
@@ -311,12 +318,12 @@ function decideFor(job: NormalizedFit, engineThreads: number): Decision {
 function chooseEvaluator(
   pool: EnginePool,
   job: NormalizedFit,
+  program: PassModel,
   decision: Decision,
   memory: MemoryColumns | null,
   source: ColumnSource | null,
   relieve: (shape: StreamShape) => StreamShape,
 ): Evaluator {
-  const program = { code: job.model.code, consts: job.model.consts };
   const nBlocks = blockCount(job.nPoints);
   const loss = job.loss ? { code: job.loss.code, fScale: job.loss.fScale } : null;
   if (decision.strategy === 'streaming') {
@@ -423,6 +430,8 @@ function readColumnNames(model: unknown, sourceColumns: readonly string[], deriv
     } catch {
       identifiers = [];
     }
+  } else if (isModuleModelSpec(model)) {
+    identifiers = Array.isArray(model.variables) ? model.variables.filter((name): name is string => typeof name === 'string') : [];
   } else {
     identifiers = ['x'];
   }
@@ -432,7 +441,7 @@ function readColumnNames(model: unknown, sourceColumns: readonly string[], deriv
 /** A catalog model without a complete p0 guesses from x and y. */
 function wantsGuess(raw: Record<string, unknown>): boolean {
   const model = raw.model;
-  return (typeof model === 'string' && isCatalogName(model)) || (model !== null && typeof model === 'object');
+  return (typeof model === 'string' && isCatalogName(model)) || (model !== null && typeof model === 'object' && !isModuleModelSpec(model));
 }
 
 /** x and y for a first guess: all rows when few, else evenly spaced runs. */
@@ -455,21 +464,28 @@ async function readSample(source: ColumnSource): Promise<{ x: Float64Array; y: F
   return { x, y };
 }
 
+/** The model's values on the kernel. */
+function kernelValues(program: { code: Int32Array; consts: Float64Array }): ModelValues {
+  const kernel = new (loadAddon().Kernel)(program.code, program.consts);
+  return (params, vars, count, out) => kernel.predict(params, vars, 0, count, out);
+}
+
 /** The starting point is unusable: say where the model first fails. */
-async function nonFiniteStart(job: NormalizedFit, memory: MemoryColumns | null, source: ColumnSource | null): Promise<Error> {
-  const kernel = new (loadAddon().Kernel)(job.model.code, job.model.consts);
+async function nonFiniteStart(job: NormalizedFit, memory: MemoryColumns | null, source: ColumnSource | null, model: ModelValues): Promise<Error> {
   const step = 1 << 16;
   for (let start = 0; start < job.nPoints; start += step) {
     const count = Math.min(step, job.nPoints - start);
     const rows = await readRows(job, memory, source, start, count);
     const vars = job.varNames.map((name) => rows[name]!);
     const values = new Float64Array(count);
-    kernel.predict(job.p0, vars, 0, count, values);
+    model(job.p0, vars, count, values);
     const bad = values.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) {
       const at = job.varNames.map((name) => `${name} = ${rows[name]![bad]}`).join(', ');
       return invalidInput('p0', `the model is ${values[bad]} at point ${start + bad}${at ? ` (${at})` : ''} for the starting parameters`);
     }
   }
+  if (job.module?.jacobianName) return invalidInput('p0', `model.jacobian '${job.module.jacobianName}' gives non-finite derivatives at the starting parameters`);
+  if (job.module) return invalidInput('p0', 'the finite-difference derivatives of the model are not finite at the starting parameters (a step leaves the domain where the function is finite)');
   return invalidInput('p0', 'the derivatives of the model are not finite at the starting parameters (e.g. sqrt or log at 0, or a power of 0)');
 }

@@ -11,6 +11,7 @@ export { FitResult, type FitTiming, type Band, type BandOptions, type PointsInpu
 export { ModelError } from './errors.js';
 export { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
 export { catalogModel, catalogNames, type CatalogModel } from './model/catalog.js';
+export type { ModuleModelSpec } from './model/moduleSpec.js';
 export { kBlockSize } from './exec/layout.js';
 export type { DataInput, ProgressEvent } from './options.js';
 export type { FitExecution } from './solver/result.js';

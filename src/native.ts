@@ -99,6 +99,30 @@ export interface NativeAddon {
    * value (-1 if none) and the total sum of squares (NaN if any block is invalid).
    */
   mergeMoments(moments: Float64Array, nBlocks: number): { firstInvalidBlock: number; totalSumOfSquares: number };
+  /**
+   * Reduces rows computed outside the kernel (a JavaScript model) exactly as
+   * evalRange reduces its own: `blocks` holds global blocks firstBlock..
+   * back to back, each blockSize x q column major ([w J | w (f - y)]; rows past
+   * the data are taken as 0). Returns the packed subtree roots. The extras are
+   * evalRange's; the audit (moments) reads the columns given with it.
+   */
+  reduceBlocks(
+    blocks: Float64Array,
+    q: number,
+    nPoints: number,
+    firstBlock: number,
+    nBlocks: number,
+    extras?: {
+      moments?: Float64Array | null;
+      vars?: Float64Array[];
+      y?: Float64Array;
+      sigma?: Float64Array | null;
+      rowOffset?: number;
+      loss?: number;
+      fScale?: number;
+      costs?: Float64Array | null;
+    },
+  ): Float64Array;
   blockSize: number;
   layoutVersion: number;
   bytecodeVersion: number;

@@ -7,6 +7,14 @@ import { availableParallelism } from 'node:os';
 import { closestName, invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
+import {
+  checkModuleVariables,
+  isModuleModelSpec,
+  moduleStartingValues,
+  normalizeModuleModel,
+  type ModuleModel,
+  type ModuleModelSpec,
+} from './model/moduleSpec.js';
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
 import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/exportSpec.js';
 import type { ColumnSource } from './data/source.js';
@@ -14,8 +22,8 @@ import type { PressureReading } from './memory/index.js';
 import { normalizeMultistart, type MultistartSpec } from './solver/multistart.js';
 import { kDefaultStarts, resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
 
-/** A model: an expression, a catalog name ('gaussian', 'poly3'), or a catalog spec. */
-export type ModelSpec = string | { name: string; degree?: number };
+/** A model: an expression, a catalog name ('gaussian', 'poly3'), a catalog spec, or a JavaScript function in a module. */
+export type ModelSpec = string | { name: string; degree?: number } | ModuleModelSpec;
 
 export type Strategy = 'auto' | 'standard' | 'chunked' | 'streaming';
 
@@ -28,7 +36,12 @@ export type ProgressEvent =
   | ({ type: 'pressure' } & PressureReading & { applied: { chunkSize: number; chunksInFlight: number } | null });
 
 export interface FitOptions {
-  /** Expression (`'a*exp(-b*x)+c'`) or catalog model (`'exponential'`, `{ name: 'polynomial', degree: 3 }`). */
+  /**
+   * Expression (`'a*exp(-b*x)+c'`), catalog model (`'exponential'`, `{ name: 'polynomial', degree: 3 }`),
+   * or a JavaScript function for what expressions cannot say:
+   * `{ module: '/abs/model.mjs', export: 'decay', kind: 'point', params: ['a', 'b'], variables: ['x'] }`
+   * (src/model/moduleSpec.ts; p0 is required, derivatives by finite differences unless `jacobian` names one).
+   */
   model: ModelSpec;
   /**
    * Named columns of equal length: `y` is the response, `sigma` (optional) its
@@ -144,7 +157,10 @@ export interface MemoryColumns {
 }
 
 export interface NormalizedFit {
-  model: CompiledModel;
+  /** The compiled expression; null for a JavaScript model (`module`). */
+  model: CompiledModel | null;
+  /** A JavaScript model, or null for an expression. */
+  module: ModuleModel | null;
   catalog: CatalogModel | null;
   paramNames: string[];
   p0: Float64Array;
@@ -223,20 +239,24 @@ export function normalizeEngineOptions(input: unknown): { threads: number } {
   return { threads: threads === undefined ? availableParallelism() : positiveInteger(threads, 'threads', kMaxEngineThreads) };
 }
 
-function resolveModel(spec: unknown): { source: string; catalog: CatalogModel | null } {
+function resolveModel(spec: unknown): { source: string; catalog: CatalogModel | null; module: ModuleModel | null } {
+  if (isModuleModelSpec(spec)) {
+    const module = normalizeModuleModel(spec);
+    return { source: module.source, catalog: null, module };
+  }
   if (typeof spec === 'string') {
     if (spec.trim() === '') throw invalidInput('model', 'the expression is empty');
     if (isCatalogName(spec)) {
       const catalog = catalogModel(spec);
-      return { source: catalog.expression, catalog };
+      return { source: catalog.expression, catalog, module: null };
     }
-    return { source: spec, catalog: null };
+    return { source: spec, catalog: null, module: null };
   }
   if (spec !== null && typeof spec === 'object' && typeof (spec as { name?: unknown }).name === 'string') {
     const catalog = catalogModel(spec as { name: string; degree?: number });
-    return { source: catalog.expression, catalog };
+    return { source: catalog.expression, catalog, module: null };
   }
-  throw invalidType('model', 'expression string or catalog model', spec);
+  throw invalidType('model', 'expression string, catalog model or module model ({ module, export, params, variables })', spec);
 }
 
 function finiteNumber(value: unknown, field: string): number {
@@ -315,7 +335,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   const options = input as Record<string, unknown>;
   checkKnownKeys(options);
   if (options.model === undefined) throw invalidInput('model', 'a model is required');
-  const { source, catalog } = resolveModel(options.model);
+  const { source, catalog, module } = resolveModel(options.model);
 
   const table = opened ? sourceTable(opened) : memoryTable(options.data);
   const columnNames = table.names.filter((name) => !(kReservedColumns as readonly string[]).includes(name));
@@ -328,9 +348,14 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     return catalog!.guess(sample.x, sample.y);
   };
   nanPolicy(options.nanPolicy);
+  if (module && options.expr !== undefined) {
+    throw invalidInput('expr', 'applies to expression models; a JavaScript model computes its parameters itself (use fixed for held values)');
+  }
   const definitions = parseDefinitions(options.expr, columnNames);
   const definedNames = Object.keys(definitions);
-  const resolved = resolveParams(source, catalog, options.p0, [...columnNames, ...definedNames], guess);
+  const resolved = module
+    ? moduleStartingValues(module, options.p0)
+    : resolveParams(source, catalog, options.p0, [...columnNames, ...definedNames], guess);
   const given = resolved.names.map((name, i) => ({ name, value: resolved.values[i]! }));
   for (const { name } of given) {
     if (definedNames.includes(name) && !catalog) {
@@ -345,29 +370,14 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   const paramNames = free.map((p) => p.name);
   const p0Values = free.map((p) => p.value);
 
-  const model = compileModel(source, {
-    params: paramNames,
-    columns: columnNames,
-    reserved: kReservedColumns,
-    constants: Object.fromEntries(fixed.map(({ name, value }) => [name, value])),
-    definitions,
-  });
-  const unused = paramNames.filter((_, i) => !model.usesParam[i]);
-  if (unused.length > 0) {
-    throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
-  }
-  const flat = paramNames.filter((_, i) => !model.hasDerivative[i]);
-  if (flat.length > 0) {
-    throw invalidInput(
-      'model',
-      `${flat.map((n) => `'${n}'`).join(', ')} ${flat.length === 1 ? 'appears' : 'appear'} only inside comparisons or logical operators, where the derivative is zero everywhere: the fit cannot move ${flat.length === 1 ? 'it' : 'them'} (fix ${flat.length === 1 ? 'it' : 'them'} as a number or use a smooth form)`,
-    );
-  }
+  if (module) checkModuleVariables(module, columnNames);
+  const model = module ? null : compileExpression(source, paramNames, columnNames, fixed, definitions);
+  const varNames = model ? model.variableNames : module!.variables;
   if (nPoints < paramNames.length) {
     throw invalidInput('data', `${nPoints} points cannot determine ${paramNames.length} parameters`);
   }
   const memory = table.column
-    ? { vars: model.variableNames.map(table.column), y: table.column('y'), sigma: weighted ? table.column('sigma') : null }
+    ? { vars: varNames.map(table.column), y: table.column('y'), sigma: weighted ? table.column('sigma') : null }
     : null;
   const absoluteSigma = options.absoluteSigma ?? false;
   if (typeof absoluteSigma !== 'boolean') throw invalidType('absoluteSigma', 'boolean', absoluteSigma);
@@ -388,12 +398,13 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   if (onProgress !== null && typeof onProgress !== 'function') throw invalidType('onProgress', 'function', onProgress);
   return {
     model,
+    module,
     catalog,
     paramNames,
     p0: Float64Array.from(p0Values),
     memory,
     source: opened ? opened.source : null,
-    varNames: model.variableNames,
+    varNames,
     weighted,
     nPoints,
     absoluteSigma,
@@ -418,8 +429,37 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     definitions,
     maxIterations: options.maxIterations === undefined ? null : positiveInteger(options.maxIterations, 'maxIterations'),
     maxTimeMs: options.maxTimeMs === undefined ? null : positiveNumber(options.maxTimeMs, 'maxTimeMs'),
-    export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: model.variableNames, weighted }),
+    export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: varNames, weighted }),
   };
+}
+
+/** Compiles an expression model and rejects parameters it cannot move. */
+function compileExpression(
+  source: string,
+  paramNames: string[],
+  columnNames: string[],
+  fixed: Array<{ name: string; value: number }>,
+  definitions: Record<string, string>,
+): CompiledModel {
+  const model = compileModel(source, {
+    params: paramNames,
+    columns: columnNames,
+    reserved: kReservedColumns,
+    constants: Object.fromEntries(fixed.map(({ name, value }) => [name, value])),
+    definitions,
+  });
+  const unused = paramNames.filter((_, i) => !model.usesParam[i]);
+  if (unused.length > 0) {
+    throw invalidInput('p0', `${unused.map((n) => `'${n}'`).join(', ')} ${unused.length === 1 ? 'does' : 'do'} not appear in the model ${JSON.stringify(source)}`);
+  }
+  const flat = paramNames.filter((_, i) => !model.hasDerivative[i]);
+  if (flat.length > 0) {
+    throw invalidInput(
+      'model',
+      `${flat.map((n) => `'${n}'`).join(', ')} ${flat.length === 1 ? 'appears' : 'appear'} only inside comparisons or logical operators, where the derivative is zero everywhere: the fit cannot move ${flat.length === 1 ? 'it' : 'them'} (fix ${flat.length === 1 ? 'it' : 'them'} as a number or use a smooth form)`,
+    );
+  }
+  return model;
 }
 
 function positiveNumber(value: unknown, field: string): number {

@@ -21,6 +21,7 @@
 #include "../kernel/loss.hpp"
 #include "../kernel/lm.hpp"
 #include "../kernel/program.hpp"
+#include "../kernel/rowblocks.hpp"
 #include "../kernel/tsqr.hpp"
 
 namespace {
@@ -458,6 +459,7 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceMethod<&NlfitAddon::FirstNonFinite>("firstNonFinite", napi_enumerable),
                           InstanceMethod<&NlfitAddon::ScanResponse>("scanResponse", napi_enumerable),
                           InstanceMethod<&NlfitAddon::MergeMoments>("mergeMoments", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::ReduceBlocks>("reduceBlocks", napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
                           InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
@@ -503,6 +505,95 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
       o.Set("firstInvalidBlock", static_cast<double>(firstInvalidBlock));
       o.Set("totalSumOfSquares", total);
       return o;
+    });
+  }
+
+  // reduceBlocks(blocks, q, nPoints, firstBlock, nBlocks[, extras]) -> packed subtree roots
+  // Rows computed outside the kernel (a JavaScript model), reduced exactly as
+  // evalRange reduces its own (rowblocks.hpp):
+  //   blocks    Float64Array of at least nBlocks * blockSize * q values: global
+  //             blocks firstBlock.. back to back, each blockSize x q column
+  //             major, [w J | w (f - y)]; rows past the data are taken as 0.
+  //   extras    (an object, every field optional), as evalRange's:
+  //     moments   Float64Array of 3 * nBlocks(nPoints): each block is audited
+  //               into it, from the columns vars (array of Float64Array), y
+  //               and sigma (null for none), required with moments.
+  //     rowOffset a multiple of the block size, at most firstBlock's first
+  //               row: the global row of the columns' element 0.
+  //     loss, fScale, costs   the robust loss (loss.hpp) and each block's cost.
+  Napi::Value ReduceBlocks(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const Napi::Float64Array blocks = float64Arg(info[0], "blocks");
+      const int q = static_cast<int>(integerArg(info[1], "q", 2, nlfit::kMaxParams + 1));
+      const int64_t nPoints = integerArg(info[2], "nPoints", 1, int64_t{1} << 52);
+      const int64_t totalBlocks = nlfit::blockCount(nPoints);
+      const int64_t firstBlock = integerArg(info[3], "firstBlock", 0, totalBlocks - 1);
+      const int64_t nBlocks = integerArg(info[4], "nBlocks", 1, totalBlocks - firstBlock);
+      if (static_cast<int64_t>(blocks.ElementLength()) < nBlocks * kBlockSize * q) {
+        throwRange(env, "blocks shorter than nBlocks * blockSize * q");
+      }
+      nlfit::RowBlockOptions options;
+      std::vector<const double*> vars;
+      nlfit::Columns columns;
+      if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) {
+        if (!info[5].IsObject()) throwType(env, "Expected an object for reduceBlocks extras");
+        const Napi::Object extras = info[5].As<Napi::Object>();
+        const Napi::Value offset = extras.Get("rowOffset");
+        if (!offset.IsUndefined()) {
+          options.rowOffset = integerArg(offset, "rowOffset", 0, firstBlock * kBlockSize);
+          if (options.rowOffset % kBlockSize != 0) throwRange(env, "rowOffset is not a multiple of the block size");
+        }
+        const Napi::Value m = extras.Get("moments");
+        if (!m.IsUndefined() && !m.IsNull()) {
+          Napi::Float64Array array = float64Arg(m, "moments");
+          if (static_cast<int64_t>(array.ElementLength()) < 3 * totalBlocks) throwRange(env, "moments shorter than 3 * nBlocks");
+          options.moments = array.Data();
+          // The audited columns: every row the range covers, from rowOffset.
+          const int64_t rowsRead = std::min<int64_t>(nPoints, (firstBlock + nBlocks) * kBlockSize) - options.rowOffset;
+          const Napi::Value varsValue = extras.Get("vars");
+          if (!varsValue.IsArray()) throwType(env, "Expected an array of Float64Array for vars (the audit needs the columns)");
+          const Napi::Array varArray = varsValue.As<Napi::Array>();
+          if (varArray.Length() > static_cast<uint32_t>(nlfit::kMaxVars)) throwRange(env, "too many variable columns");
+          for (uint32_t v = 0; v < varArray.Length(); ++v) {
+            const Napi::Float64Array column = float64Arg(varArray.Get(v), "a variable column");
+            if (static_cast<int64_t>(column.ElementLength()) < rowsRead) throwRange(env, "variable column shorter than the rows this call reads");
+            vars.push_back(column.Data());
+          }
+          const Napi::Float64Array y = float64Arg(extras.Get("y"), "y");
+          if (static_cast<int64_t>(y.ElementLength()) < rowsRead) throwRange(env, "y shorter than the rows this call reads");
+          columns.vars = vars.data();
+          columns.nVars = static_cast<int>(vars.size());
+          columns.y = y.Data();
+          const Napi::Value sigmaValue = extras.Get("sigma");
+          if (!sigmaValue.IsNull() && !sigmaValue.IsUndefined()) {
+            const Napi::Float64Array sigma = float64Arg(sigmaValue, "sigma");
+            if (static_cast<int64_t>(sigma.ElementLength()) < rowsRead) throwRange(env, "sigma shorter than the rows this call reads");
+            columns.sigma = sigma.Data();
+          }
+          options.columns = &columns;
+        }
+        const Napi::Value l = extras.Get("loss");
+        if (!l.IsUndefined()) {
+          options.loss = static_cast<nlfit::Loss>(integerArg(l, "loss", 0, nlfit::kLossCount - 1));
+          const Napi::Value scale = extras.Get("fScale");
+          if (!scale.IsUndefined()) {
+            if (!scale.IsNumber()) throwType(env, "Expected number for fScale");
+            options.fScale = scale.As<Napi::Number>().DoubleValue();
+            if (!(options.fScale > 0.0) || !std::isfinite(options.fScale)) throwRange(env, "Expected a finite number > 0 for fScale");
+          }
+        }
+        const Napi::Value c = extras.Get("costs");
+        if (!c.IsUndefined() && !c.IsNull()) {
+          Napi::Float64Array array = float64Arg(c, "costs");
+          if (static_cast<int64_t>(array.ElementLength()) < totalBlocks) throwRange(env, "costs shorter than nBlocks");
+          options.costs = array.Data();
+        }
+        if (options.loss != nlfit::Loss::Linear && options.costs == nullptr) throwRange(env, "a robust loss needs a costs array");
+      }
+      const std::vector<double> packed =
+          nlfit::reduceRowBlocks(blocks.Data(), q, nPoints, firstBlock, nBlocks, options);
+      return copyOut(env, packed.data(), packed.size());
     });
   }
 

@@ -7,6 +7,8 @@
  * of the whole data set's rows, identical to the last bit whichever evaluator
  * computed it (the blocks and the reduction tree are fixed: tsqr.hpp).
  */
+import type { JsModelPlan } from './jsModel.js';
+
 export interface PassStats {
   /** Passes over the data. */
   passes: number;
@@ -69,3 +71,6 @@ export interface ProgramCode {
   code: Int32Array;
   consts: Float64Array;
 }
+
+/** The model a pass evaluates: bytecode for the kernel, or a JavaScript function (src/exec/jsModel.ts). */
+export type PassModel = ProgramCode | JsModelPlan;

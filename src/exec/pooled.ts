@@ -7,7 +7,7 @@
 import type { Piscina } from 'piscina';
 import { loadAddon } from '../native.js';
 import { sharedFloat64 } from '../data/columns.js';
-import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassResult, type PassStats, type ProgramCode } from './evaluator.js';
+import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { blockCount } from './layout.js';
 import type { PassPart, PassTask } from './worker.js';
 
@@ -38,7 +38,7 @@ export class PooledEvaluator implements Evaluator {
 
   constructor(
     private readonly pool: Piscina,
-    private readonly program: ProgramCode,
+    private readonly model: PassModel,
     private readonly columns: PassColumns,
     private readonly options: PooledOptions,
   ) {
@@ -84,8 +84,7 @@ export class PooledEvaluator implements Evaluator {
         const [blockStart, blockEnd] = this.ranges[index]!;
         const task: PassTask = {
           key: this.key,
-          code: this.program.code,
-          consts: this.program.consts,
+          model: this.model,
           params,
           vars: this.columns.vars,
           y: this.columns.y,

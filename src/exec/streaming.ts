@@ -14,7 +14,7 @@ import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
 import type { ColumnSource } from '../data/source.js';
 import { loadAddon } from '../native.js';
-import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassResult, type PassStats, type ProgramCode } from './evaluator.js';
+import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { blockCount, kBlockSize } from './layout.js';
 import type { PassPart, PassTask } from './worker.js';
 
@@ -71,7 +71,7 @@ export class StreamingEvaluator implements Evaluator {
 
   constructor(
     private readonly pool: Piscina,
-    private readonly program: ProgramCode,
+    private readonly model: PassModel,
     private readonly source: ColumnSource,
     private readonly columns: StreamColumns,
     private readonly nPoints: number,
@@ -119,8 +119,7 @@ export class StreamingEvaluator implements Evaluator {
       parts.push(new Float64Array(0));
       const task: PassTask = {
         key: this.key,
-        code: this.program.code,
-        consts: this.program.consts,
+        model: this.model,
         params,
         vars: this.columns.vars.map((name) => slot.arrays[name]!),
         y: slot.arrays[this.columns.y]!,

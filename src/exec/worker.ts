@@ -1,16 +1,19 @@
 /**
- * Piscina worker entry: reduces one range of blocks with the native kernel,
- * synchronously (a worker thread is already off the event loop). Kernels are
- * cached per fit so a pass does not re-verify the program or reallocate
- * scratch; the cache is small and evicts the oldest fit.
+ * Piscina worker entry: reduces one range of blocks, synchronously (a worker
+ * thread is already off the event loop). A compiled model runs on the native
+ * kernel; kernels are cached per fit so a pass does not re-verify the program
+ * or reallocate scratch, and the cache is small and evicts the oldest fit. A
+ * JavaScript model runs the block loop of src/exec/jsModel.ts; its module is
+ * imported once per worker (the first task of a fit waits for it).
  */
 import { loadAddon, type NativeKernel } from '../native.js';
+import type { PassModel } from './evaluator.js';
+import { cachedJsModel, isJsModelPlan, loadJsModel, reduceJsRange, type JsModelFunctions, type JsModelPlan } from './jsModel.js';
 
 export interface PassTask {
   /** Identifies the fit (its program and data); kernels are cached by it. */
   key: string;
-  code: Int32Array;
-  consts: Float64Array;
+  model: PassModel;
   params: Float64Array;
   vars: Float64Array[];
   y: Float64Array;
@@ -35,11 +38,11 @@ export interface PassPart {
 const kMaxCachedKernels = 8;
 const kernels = new Map<string, NativeKernel>();
 
-function kernelFor(task: PassTask): NativeKernel {
-  let kernel = kernels.get(task.key);
+function kernelFor(key: string, code: Int32Array, consts: Float64Array): NativeKernel {
+  let kernel = kernels.get(key);
   if (!kernel) {
-    kernel = new (loadAddon().Kernel)(task.code, task.consts);
-    kernels.set(task.key, kernel);
+    kernel = new (loadAddon().Kernel)(code, consts);
+    kernels.set(key, kernel);
     if (kernels.size > kMaxCachedKernels) {
       const oldest = kernels.keys().next().value as string;
       kernels.delete(oldest);
@@ -53,13 +56,19 @@ export interface WarmupTask {
   warmup: true;
 }
 
-export default function reduceRange(task: PassTask | WarmupTask): PassPart | null {
+export default function reduceRange(task: PassTask | WarmupTask): PassPart | null | Promise<PassPart> {
   if ('warmup' in task) {
     loadAddon();
     return null;
   }
+  const model = task.model;
+  if (isJsModelPlan(model)) {
+    const functions = cachedJsModel(model);
+    if (functions) return reduceWithJs(task, model, functions);
+    return loadJsModel(model).then((loaded) => reduceWithJs(task, model, loaded));
+  }
   const started = performance.now();
-  const roots = kernelFor(task).evalRange(
+  const roots = kernelFor(task.key, model.code, model.consts).evalRange(
     task.params,
     task.vars,
     task.y,
@@ -72,6 +81,20 @@ export default function reduceRange(task: PassTask | WarmupTask): PassPart | nul
       rowOffset: task.rowOffset ?? 0,
       ...(task.loss ? { loss: task.loss.code, fScale: task.loss.fScale, costs: task.costs } : {}),
     },
+  );
+  return { roots, kernelMs: performance.now() - started };
+}
+
+function reduceWithJs(task: PassTask, plan: JsModelPlan, functions: JsModelFunctions): PassPart {
+  const started = performance.now();
+  const roots = reduceJsRange(
+    functions,
+    plan,
+    task.params,
+    { vars: task.vars, y: task.y, sigma: task.sigma, nPoints: task.nPoints, rowOffset: task.rowOffset ?? 0 },
+    task.blockStart,
+    task.blockEnd,
+    { moments: task.moments, loss: task.loss ?? null, costs: task.costs ?? null },
   );
   return { roots, kernelMs: performance.now() - started };
 }

@@ -32,13 +32,26 @@ import { checkLayout } from '../exec/layout.js';
 import { compileModel } from '../model/compile.js';
 import { loadAddon, type NativeKernel } from '../native.js';
 
-/** A compiled model as the kernel runs it (a CompiledModel has these fields). */
-export interface ModelProgram {
-  code: Int32Array;
-  consts: Float64Array;
-  /** Variable v of the bytecode is the column of this name. */
-  variableNames: string[];
-}
+/** Model values at `params` for `count` points whose variable columns are given, into out. */
+export type ModelValues = (params: Float64Array, vars: Float64Array[], count: number, out: Float64Array) => void;
+
+/**
+ * A compiled model as the kernel runs it (a CompiledModel has these fields),
+ * or the values of a model the kernel cannot run (a JavaScript model,
+ * src/exec/jsModel.ts).
+ */
+export type ModelProgram =
+  | {
+      code: Int32Array;
+      consts: Float64Array;
+      /** Variable v of the bytecode is the column of this name. */
+      variableNames: string[];
+    }
+  | {
+      values: ModelValues;
+      /** Column v of `vars` is the column of this name. */
+      variableNames: string[];
+    };
 
 /** New points: the model's variable columns by name, or the one column of a model with one variable. */
 export type PointsInput = Record<string, ArrayLike<number>> | ArrayLike<number>;
@@ -207,17 +220,22 @@ export interface Band {
   upper: Float64Array;
 }
 
-/** The fitted model on the native kernel: values and their gradient in the parameters at new points. */
+/** The fitted model (on the native kernel, or a JavaScript model's function): values and their gradient in the parameters at new points. */
 export class FittedModel {
-  private readonly kernel: NativeKernel;
+  private readonly values: ModelValues;
 
   constructor(
     program: ModelProgram,
     private readonly params: Float64Array,
   ) {
-    const addon = loadAddon();
-    checkLayout(addon);
-    this.kernel = new addon.Kernel(program.code, program.consts);
+    if ('values' in program) {
+      this.values = program.values;
+    } else {
+      const addon = loadAddon();
+      checkLayout(addon);
+      const kernel: NativeKernel = new addon.Kernel(program.code, program.consts);
+      this.values = (params, vars, count, out) => kernel.predict(params, vars, 0, count, out);
+    }
   }
 
   /** Model values at every point, a chunk at a time. */
@@ -226,7 +244,7 @@ export class FittedModel {
     const scratch: Float64Array[] = [];
     for (let start = 0; start < points.nPoints; start += kPredictChunk) {
       const count = Math.min(kPredictChunk, points.nPoints - start);
-      this.kernel.predict(this.params, points.chunk(start, count, scratch), 0, count, fitted.subarray(start, start + count));
+      this.values(this.params, points.chunk(start, count, scratch), count, fitted.subarray(start, start + count));
     }
     return fitted;
   }
@@ -291,9 +309,9 @@ export class FittedModel {
       const up = value + step;
       const down = value - step;
       shifted[j] = up;
-      this.kernel.predict(shifted, vars, 0, count, plus);
+      this.values(shifted, vars, count, plus);
       shifted[j] = down;
-      this.kernel.predict(shifted, vars, 0, count, minus);
+      this.values(shifted, vars, count, minus);
       shifted[j] = value;
       const stepUp = up - value;
       const stepDown = value - down;

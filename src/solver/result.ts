@@ -84,9 +84,9 @@ export interface FitResultInit {
   execution: FitExecution;
   exported: FitExport | null;
   /**
-   * The compiled model, for predict() and band(): fit.ts passes `job.model`
-   * (a CompiledModel has code, consts and variableNames). Without it those
-   * two methods throw.
+   * The model, for predict() and band(): fit.ts passes `job.model` (a
+   * CompiledModel has code, consts and variableNames) or, for a JavaScript
+   * model, its values function. Without it those two methods throw.
    */
   program?: ModelProgram;
   /**
@@ -311,7 +311,7 @@ export class FitResult {
   /**
    * The fitted model at new points: `data` holds the model's variable columns
    * by name (other columns are ignored), or is one column when the model reads
-   * one variable. Evaluated natively, 65536 points at a time.
+   * one variable. Evaluated natively (a JavaScript model: by its function), 65536 points at a time.
    * @example
    * r.predict({ x: [0, 0.5, 1] }); r.predict(Float64Array.of(0, 0.5, 1))
    */
