@@ -101,3 +101,18 @@ export function addonMissing(cause: unknown): Error {
     `nlfit: the native addon is not built (${detail}). Run "npm run build:native" (node-gyp) or "npm run build:cmake" (cmake-js).`,
   );
 }
+
+/**
+ * The fit's AbortSignal fired: `name` is 'AbortError' (as fetch's) and the
+ * cause is the signal's reason.
+ */
+export function fitAborted(signal: AbortSignal): Error {
+  const error = new Error('nlfit: the fit was aborted', { cause: signal.reason });
+  error.name = 'AbortError';
+  return error;
+}
+
+/** A checkpoint that cannot be resumed from: `checkpoint <path> <why>, refusing to resume`. */
+export function checkpointRefused(path: string, why: string, cause?: unknown): Error {
+  return new Error(`nlfit: checkpoint ${path} ${why}, refusing to resume`, cause === undefined ? undefined : { cause });
+}

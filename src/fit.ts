@@ -9,7 +9,7 @@ import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
 import { memorySource } from './data/sources/memory.js';
 import { isColumnSource, isSourceSpec } from './data/sources/spec.js';
-import { invalidInput } from './errors.js';
+import { fitAborted, invalidInput } from './errors.js';
 import type { Evaluator, PassColumns, PassModel } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
@@ -36,6 +36,7 @@ import {
   type NormalizedFit,
   type OpenedData,
 } from './options.js';
+import type { Checkpointer } from './solver/checkpoint.js';
 import { runSolver } from './solver/driver.js';
 import { runStarts, startingPoints } from './solver/multistart.js';
 import type { ModelValues } from './solver/diagnostics.js';
@@ -103,6 +104,12 @@ const kSampleRun = 256;
 
 async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult> {
   const started = performance.now();
+  // An aborted signal stops the fit before any work (the option is validated with the others later).
+  const signal = (options as { signal?: unknown } | null)?.signal;
+  const checkAborted = (): void => {
+    if (signal instanceof AbortSignal && signal.aborted) throw fitAborted(signal);
+  };
+  checkAborted();
   const addon = loadAddon();
   checkLayout(addon);
   const baselineRss = process.memoryUsage().rss;
@@ -146,6 +153,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
       }
     }
+    checkAborted();
     const job = normalizeFitOptions(options, pool.threads, opened);
     // A JavaScript model is imported here first, so a bad module or export fails before any pass.
     const plan = job.module ? planJsModel(job.module, job.paramNames, job.p0, job.fixed, job.solver) : null;
@@ -154,6 +162,16 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const decision = decideFor(job, pool.threads);
     let memory = job.memory;
     if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
+    checkAborted();
+    // Checkpoints: the data identity is computed when first needed (resuming, or the first write).
+    let checkpointer: Checkpointer | null = null;
+    let resumeFrom: Uint8Array | null = null;
+    if (job.checkpoint) {
+      const { Checkpointer: CheckpointFile, dataIdentity } = await import('./solver/checkpoint.js');
+      const columns = memory;
+      checkpointer = new CheckpointFile(job.checkpoint, job, () => dataIdentity(job, columns, source), job.onProgress);
+      resumeFrom = await checkpointer.load();
+    }
     // The monitor measures against the whole budget (the decision planned for
     // safetyFactor of it); relief acts once per 5% of growth (memory/relief.ts).
     // A container at its limit can leave 0 bytes available: measure against at least 1 MiB.
@@ -177,6 +195,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     let passes = 0;
     const solve = (x0: Float64Array) =>
       runSolver(evaluator, x0, job.solver, {
+        signal: job.signal,
+        checkpoint: checkpointer,
+        resumeFrom,
         maxIterations: job.maxIterations,
         deadline: job.maxTimeMs === null ? null : started + job.maxTimeMs,
         afterFirstPass: async () => {
@@ -188,7 +209,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
           }
           totalSumOfSquares = audit.totalSumOfSquares;
         },
-        onPass: job.onProgress ? () => job.onProgress!({ type: 'pass', pass: ++passes, elapsedMs: performance.now() - started }) : undefined,
+        onPass: job.onProgress
+          ? (_, iteration) => job.onProgress!({ type: 'pass', pass: ++passes, iteration, elapsedMs: performance.now() - started })
+          : undefined,
       });
     let run: Awaited<ReturnType<typeof solve>>;
     let multistart: MultistartReport | undefined;
@@ -202,6 +225,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         const failed = one.state.status === 'nonfinite_start';
         return { ...one, success: !failed && one.limit === null && one.state.success, cost: failed ? Infinity : (one.state.fnorm * one.state.fnorm) / 2 };
       });
+      // A start the signal stopped counts as failed there: the fit as a whole was aborted.
+      if (job.signal?.aborted) throw fitAborted(job.signal);
       run = outcome.best;
       multistart = {
         starts: spec.n,
@@ -287,6 +312,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       exported,
       program: job.model ?? { values: jsValues!, variableNames: job.varNames },
       ...(job.solver.lower ? { activeMask: state.activeMask } : {}),
+      ...(checkpointer ? { checkpoint: checkpointer.report() } : {}),
       ...(multistart ? { multistart } : {}),
       ...(job.loss ? { loss: { name: job.loss.name, fScale: job.loss.fScale } } : {}),
       ...(job.fixed.length > 0 ? { fixed: Object.fromEntries(job.fixed.map(({ name, value }) => [name, value])) } : {}),
@@ -336,7 +362,7 @@ function chooseEvaluator(
       streamed,
       { vars: job.varNames, y: 'y', sigma: job.weighted ? 'sigma' : null },
       job.nPoints,
-      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve, loss },
+      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve, loss, signal: job.signal },
     );
   }
   const columns: PassColumns = { ...memory!, nPoints: job.nPoints };
@@ -347,6 +373,7 @@ function chooseEvaluator(
       : Math.max(kMinChunkBlocks, Math.ceil(nBlocks / (job.threads * kTasksPerThread)));
   return new PooledEvaluator(pool.workers(), program, columns, {
     loss,
+    signal: job.signal,
     threads: job.threads,
     chunkBlocks,
     // Under pressure: smaller tasks, then fewer at once.

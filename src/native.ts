@@ -64,6 +64,18 @@ export interface NativeSolver {
   tell(R: Float64Array, fnorm?: number): void;
   abort(): void;
   state(): NativeSolverState;
+  /**
+   * The whole machine, options included, as a versioned little-endian blob
+   * with a checksum (format in native/kernel/lm.cpp): Solver.restore() of it
+   * continues bit for bit where this one is.
+   */
+  serialize(): Uint8Array;
+}
+
+/** The solver class: a new machine at x0, or one restored from serialize() (RangeError naming the problem for a bad blob). */
+export interface NativeSolverClass {
+  new (x0: Float64Array, options: SolverOptions): NativeSolver;
+  restore(state: Uint8Array): NativeSolver;
 }
 
 export interface SolverOptions {
@@ -81,7 +93,7 @@ export interface SolverOptions {
 
 export interface NativeAddon {
   Kernel: new (code: Int32Array, consts: Float64Array) => NativeKernel;
-  Solver: new (x0: Float64Array, options: SolverOptions) => NativeSolver;
+  Solver: NativeSolverClass;
   finishTree(parts: Float64Array[], nBlocks: number, q: number): Float64Array;
   covariance(R: Float64Array, p: number): { cov: Float64Array; rank: number };
   /** Index of the first NaN or infinite value, or -1. */

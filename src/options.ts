@@ -32,8 +32,33 @@ export type DataInput = Record<string, ColumnInput> | string | ColumnSource | As
 
 /** What fit() reports while it runs (onProgress). */
 export type ProgressEvent =
-  | { type: 'pass'; pass: number; elapsedMs: number }
-  | ({ type: 'pressure' } & PressureReading & { applied: { chunkSize: number; chunksInFlight: number } | null });
+  /** A pass over the data has been told to the solver: `iteration` accepted steps so far. */
+  | { type: 'pass'; pass: number; iteration: number; elapsedMs: number }
+  | ({ type: 'pressure' } & PressureReading & { applied: { chunkSize: number; chunksInFlight: number } | null })
+  /** The checkpoint file now holds the solver at `iteration` after `nfev` passes (the `written`-th write of this fit). */
+  | { type: 'checkpoint'; path: string; iteration: number; nfev: number; written: number };
+
+/**
+ * Where and how often to save the solver (src/solver/checkpoint.ts). With
+ * `resume: true` a fit continues from `path` when the file exists (after
+ * checking that it was written for the same data and options) and starts
+ * fresh when it does not.
+ */
+export interface CheckpointSpec {
+  path: string;
+  /** Accepted iterations between writes. Default 10. */
+  everyIterations?: number;
+  /** Continue from `path` if it exists. Default false (an existing file is overwritten by the first write). */
+  resume?: boolean;
+}
+
+export interface NormalizedCheckpoint {
+  path: string;
+  everyIterations: number;
+  resume: boolean;
+}
+
+export const kDefaultCheckpointIterations = 10;
 
 export interface FitOptions {
   /**
@@ -111,6 +136,14 @@ export interface FitOptions {
   xScale?: 'jac' | ArrayLike<number> | Record<string, number>;
   /** Several starts, the best kept: `n` or `{ n, sampler: 'sobol' | 'lhs', seed, spread }`. */
   multistart?: number | { n: number; sampler?: 'sobol' | 'lhs'; seed?: number; spread?: number };
+  /**
+   * Cancels the fit: checked between passes and between the chunks of a
+   * pass. The fit then rejects with an error named 'AbortError' whose cause
+   * is the signal's reason, after writing the checkpoint if one is set.
+   */
+  signal?: AbortSignal;
+  /** Save the solver to a file as the fit goes, and resume from it: `{ path, everyIterations, resume }`. Not with multistart. */
+  checkpoint?: CheckpointSpec;
 }
 
 export const kLosses = ['linear', 'soft_l1', 'huber', 'cauchy', 'arctan'] as const;
@@ -141,7 +174,7 @@ const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
   'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'nanPolicy',
-  'bounds', 'loss', 'fScale', 'multistart', 'xScale',
+  'bounds', 'loss', 'fScale', 'multistart', 'xScale', 'signal', 'checkpoint',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -193,6 +226,11 @@ export interface NormalizedFit {
   maxIterations: number | null;
   /** Stop after this much wall time (status 'max_time'), checked between passes. */
   maxTimeMs: number | null;
+  /** Cancels the fit (checked between passes and chunks). */
+  signal: AbortSignal | null;
+  checkpoint: NormalizedCheckpoint | null;
+  /** How the source columns became the fit's (part of a checkpoint's identity). */
+  derive: { transform: Record<string, string> | null; where: string | null; nanPolicy: 'raise' | 'omit' };
 }
 
 /** Data already opened by the caller (fit() opens files and streams, which is asynchronous). */
@@ -396,6 +434,15 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   const { memoryLimitMb, safetyFactor } = memoryOptions(options);
   const onProgress = options.onProgress ?? null;
   if (onProgress !== null && typeof onProgress !== 'function') throw invalidType('onProgress', 'function', onProgress);
+  const multistart = normalizeMultistart(options.multistart ?? (plan.multistart ? kDefaultStarts : undefined));
+  const checkpoint = normalizeCheckpoint(options.checkpoint);
+  if (checkpoint && multistart) {
+    throw invalidInput(
+      'checkpoint',
+      `cannot be combined with multistart${options.multistart === undefined ? ` (turned on by ${options.workflow !== undefined ? `workflow '${String(options.workflow)}'` : `goal '${String(options.goal)}'`})` : ''}: a checkpoint holds one solver, and a multi-start fit runs several`,
+    );
+  }
+  const derive = checkDeriveOptions(options);
   return {
     model,
     module,
@@ -418,7 +465,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
       ...parseXScale(options.xScale, paramNames),
     },
     loss: parseLoss(options.loss, options.fScale),
-    multistart: normalizeMultistart(options.multistart ?? (plan.multistart ? kDefaultStarts : undefined)),
+    multistart,
     threads,
     chunkSize,
     plan,
@@ -430,6 +477,9 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     maxIterations: options.maxIterations === undefined ? null : positiveInteger(options.maxIterations, 'maxIterations'),
     maxTimeMs: options.maxTimeMs === undefined ? null : positiveNumber(options.maxTimeMs, 'maxTimeMs'),
     export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: varNames, weighted }),
+    signal: abortSignal(options.signal),
+    checkpoint,
+    derive: { transform: derive?.transform ?? null, where: derive?.where ?? null, nanPolicy: nanPolicy(options.nanPolicy) },
   };
 }
 
@@ -636,6 +686,35 @@ export function precheckFitOptions(options: Record<string, unknown>): void {
   memoryOptions(options);
   resolveWorkflow(options.workflow, options.goal, options.strategy);
   nanPolicy(options.nanPolicy);
+  abortSignal(options.signal);
+  normalizeCheckpoint(options.checkpoint);
+}
+
+/** The signal option: an AbortSignal, or null when not given. */
+export function abortSignal(value: unknown): AbortSignal | null {
+  if (value === undefined) return null;
+  if (!(value instanceof AbortSignal)) throw invalidType('signal', 'AbortSignal (new AbortController().signal)', value);
+  return value;
+}
+
+const kCheckpointKeys = ['path', 'everyIterations', 'resume'];
+
+/** The checkpoint option: { path, everyIterations?, resume? }, or null when not given. */
+export function normalizeCheckpoint(value: unknown): NormalizedCheckpoint | null {
+  if (value === undefined) return null;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidType('checkpoint', "object ({ path: 'fit.ckpt', everyIterations: 10, resume: true })", value);
+  }
+  const spec = value as Record<string, unknown>;
+  for (const key of Object.keys(spec)) {
+    if (!kCheckpointKeys.includes(key)) throw new TypeError(`Unknown checkpoint option '${key}'${suggest(key, kCheckpointKeys)}`);
+  }
+  if (typeof spec.path !== 'string' || spec.path === '') throw invalidType('checkpoint.path', 'non-empty file path', spec.path);
+  const everyIterations =
+    spec.everyIterations === undefined ? kDefaultCheckpointIterations : positiveInteger(spec.everyIterations, 'checkpoint.everyIterations');
+  const resume = spec.resume ?? false;
+  if (typeof resume !== 'boolean') throw invalidType('checkpoint.resume', 'boolean', resume);
+  return { path: spec.path, everyIterations, resume };
 }
 
 /** The data as normalizeFitOptions sees it: names, length, and (in memory) the columns. */

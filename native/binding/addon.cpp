@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -364,15 +365,30 @@ class Solver : public Napi::ObjectWrap<Solver> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Solver",
                        {InstanceMethod<&Solver::Ask>("ask"), InstanceMethod<&Solver::Tell>("tell"),
-                        InstanceMethod<&Solver::Abort>("abort"), InstanceMethod<&Solver::State>("state")});
+                        InstanceMethod<&Solver::Abort>("abort"), InstanceMethod<&Solver::State>("state"),
+                        InstanceMethod<&Solver::Serialize>("serialize"),
+                        StaticMethod<&Solver::Restore>("restore")});
   }
 
   // new Solver(x0: Float64Array, options?)
   // options: ftol, xtol, gtol, factor, maxFev, and lower, upper (Float64Array
   // or number[] of x0.length; -Infinity / Infinity leave a side open). A
   // start outside the bounds is moved inside (lm.hpp, feasibleStart).
+  // new Solver(state: Uint8Array) restores a serialize() blob (Solver.restore).
   explicit Solver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Solver>(info) {
     Napi::Env env = info.Env();
+    if (info.Length() > 0 && info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      const Napi::Uint8Array state = info[0].As<Napi::Uint8Array>();
+      guarded(env, [&]() {
+        try {
+          lm_ = std::make_unique<nlfit::LevenbergMarquardt>(
+              nlfit::LevenbergMarquardt::restore(state.Data(), state.ElementLength()));
+        } catch (const std::invalid_argument& e) {
+          throwRange(env, std::string("nlfit: ") + e.what());
+        }
+      });
+      return;
+    }
     const Napi::Float64Array x0 = float64Arg(info[0], "x0");
     if (x0.ElementLength() < 1 || x0.ElementLength() > static_cast<size_t>(nlfit::kMaxParams)) {
       throwRange(env, "Expected between 1 and " + std::to_string(nlfit::kMaxParams) + " parameters");
@@ -417,6 +433,29 @@ class Solver : public Napi::ObjectWrap<Solver> {
   Napi::Value Abort(const Napi::CallbackInfo& info) {
     lm_->abort();
     return info.Env().Undefined();
+  }
+
+  // serialize() -> Uint8Array: the whole machine (lm.hpp, the format in lm.cpp)
+  Napi::Value Serialize(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      const std::vector<uint8_t> state = lm_->serialize();
+      Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), state.size());
+      std::memcpy(out.Data(), state.data(), state.size());
+      return out;
+    });
+  }
+
+  // Solver.restore(state: Uint8Array) -> Solver that continues exactly where
+  // the serialised one was. RangeError naming the problem for a blob that is
+  // truncated, corrupt, of another version or not a solver state.
+  static Napi::Value Restore(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throwType(env, "Expected Uint8Array for state");
+    }
+    if (!info.This().IsFunction()) throwType(env, "Solver.restore must be called as Solver.restore(state)");
+    return info.This().As<Napi::Function>().New({info[0]});
   }
 
   Napi::Value State(const Napi::CallbackInfo& info) {

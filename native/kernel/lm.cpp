@@ -39,10 +39,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
+#include "bytecode.hpp"
 #include "tsqr.hpp"
 
 namespace nlfit {
@@ -740,6 +744,336 @@ void LevenbergMarquardt::tell(const double* R, double fnorm) {
     if (!running()) return;
   }
   computeStep();
+}
+
+
+// Checkpoint format (kStateVersion 1). All integers little-endian, doubles as
+// their IEEE-754 bits (little-endian), so a restored machine is bit-exact:
+//   offset 0   8 bytes  magic "NLFITLMS"
+//          8   u32      format version
+//         12   u32      p
+//         16   u64      payload length N
+//         24   N bytes  payload
+//     24 + N   u64      FNV-1a 64 of bytes [0, 24 + N)
+// The payload lists the members in a fixed order. A vector is a u32 count
+// and its elements (f64, i32 or u8); a flag is a u8 0 or 1:
+//   options   f64 ftol, xtol, gtol, factor; i64 maxFev; f64[] lower, upper, diag
+//   i32 status; flags atStart, firstStep, bounded, truncated
+//   f64[] x, trial, step, diag (p each); f64[] factorAtX (0 or (p+1)^2)
+//   f64[] r (0 or p^2), qtf, acnorm (0 or p); i32[] ipvt (0 or p)
+//   f64 fnorm, xnorm, delta, par, gnorm, pnorm, prered, dirder
+//   i64 iterations, nfev, njev, nonFiniteTrials
+//   u8[] active (0 or p); f64[] boxedStart (0 or p)
+// The bounds the step uses (lower_, upper_) are not stored: restore derives
+// them from the options exactly as the constructor does, and checks that the
+// stored bounded flag agrees.
+namespace {
+
+constexpr char kStateMagic[8] = {'N', 'L', 'F', 'I', 'T', 'L', 'M', 'S'};
+constexpr size_t kStateHeaderBytes = 24;
+constexpr size_t kStateChecksumBytes = 8;
+constexpr int kLastStatus = static_cast<int>(LMStatus::NonFiniteEdge);
+
+uint64_t fnv1a64(const uint8_t* bytes, size_t size) {
+  uint64_t hash = 14695981039346656037ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= bytes[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+[[noreturn]] void badState(const std::string& what) { throw std::invalid_argument("invalid solver state: " + what); }
+
+class StateWriter {
+ public:
+  void u8(uint8_t v) { bytes_.push_back(v); }
+  void u32(uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void u64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
+  void f64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    u64(bits);
+  }
+  void f64s(const std::vector<double>& v) {
+    u32(static_cast<uint32_t>(v.size()));
+    for (double d : v) f64(d);
+  }
+  void i32s(const std::vector<int>& v) {
+    u32(static_cast<uint32_t>(v.size()));
+    for (int i : v) u32(static_cast<uint32_t>(static_cast<int32_t>(i)));
+  }
+  void u8s(const std::vector<uint8_t>& v) {
+    u32(static_cast<uint32_t>(v.size()));
+    bytes_.insert(bytes_.end(), v.begin(), v.end());
+  }
+  std::vector<uint8_t>& bytes() { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Reads what StateWriter wrote; every read is bounds-checked and names the
+// field it was reading when the payload ends early.
+class StateReader {
+ public:
+  StateReader(const uint8_t* bytes, size_t size) : bytes_(bytes), size_(size) {}
+
+  uint8_t u8(const char* field) {
+    need(1, field);
+    return bytes_[at_++];
+  }
+  uint32_t u32(const char* field) {
+    need(4, field);
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(bytes_[at_++]) << (8 * i);
+    return v;
+  }
+  uint64_t u64(const char* field) {
+    need(8, field);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes_[at_++]) << (8 * i);
+    return v;
+  }
+  int32_t i32(const char* field) { return static_cast<int32_t>(u32(field)); }
+  int64_t i64(const char* field) { return static_cast<int64_t>(u64(field)); }
+  double f64(const char* field) {
+    const uint64_t bits = u64(field);
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+  }
+  bool flag(const char* field) {
+    const uint8_t v = u8(field);
+    if (v > 1) badState(std::string(field) + " is " + std::to_string(v) + ", not a flag (0 or 1)");
+    return v == 1;
+  }
+  // A vector whose length must be one of `sizes`.
+  std::vector<double> f64s(const char* field, std::initializer_list<size_t> sizes) {
+    const size_t n = count(field, sizes, 8);
+    std::vector<double> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = f64(field);
+    return v;
+  }
+  std::vector<int> i32s(const char* field, std::initializer_list<size_t> sizes) {
+    const size_t n = count(field, sizes, 4);
+    std::vector<int> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = i32(field);
+    return v;
+  }
+  std::vector<uint8_t> u8s(const char* field, std::initializer_list<size_t> sizes) {
+    const size_t n = count(field, sizes, 1);
+    std::vector<uint8_t> v(bytes_ + at_, bytes_ + at_ + n);
+    at_ += n;
+    return v;
+  }
+  size_t remaining() const { return size_ - at_; }
+
+ private:
+  void need(size_t n, const char* field) {
+    if (size_ - at_ < n) badState(std::string("the payload ends inside ") + field);
+  }
+  size_t count(const char* field, std::initializer_list<size_t> sizes, size_t elementBytes) {
+    const size_t n = u32(field);
+    if (std::find(sizes.begin(), sizes.end(), n) == sizes.end()) {
+      std::string allowed;
+      for (size_t s : sizes) allowed += (allowed.empty() ? "" : " or ") + std::to_string(s);
+      badState(std::string(field) + " has " + std::to_string(n) + " values, expected " + allowed);
+    }
+    need(n * elementBytes, field);
+    return n;
+  }
+
+  const uint8_t* bytes_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+void requireFinite(const std::vector<double>& v, const char* field) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) badState(std::string(field) + "[" + std::to_string(i) + "] is not finite");
+  }
+}
+
+void requireNonNegative(double v, const char* field) {
+  if (!(v >= 0.0)) badState(std::string(field) + " is " + shortestText(v) + ", expected a number >= 0");
+}
+
+}  // namespace
+
+std::vector<uint8_t> LevenbergMarquardt::serialize() const {
+  StateWriter w;
+  for (char c : kStateMagic) w.u8(static_cast<uint8_t>(c));
+  w.u32(kStateVersion);
+  w.u32(static_cast<uint32_t>(p_));
+  w.u64(0);  // payload length, filled in below
+  w.f64(options_.ftol);
+  w.f64(options_.xtol);
+  w.f64(options_.gtol);
+  w.f64(options_.factor);
+  w.i64(options_.maxFev);
+  w.f64s(options_.lower);
+  w.f64s(options_.upper);
+  w.f64s(options_.diag);
+  w.u32(static_cast<uint32_t>(static_cast<int32_t>(status_)));
+  w.u8(atStart_);
+  w.u8(firstStep_);
+  w.u8(bounded_);
+  w.u8(truncated_);
+  w.f64s(x_);
+  w.f64s(trial_);
+  w.f64s(step_);
+  w.f64s(diag_);
+  w.f64s(factorAtX_);
+  w.f64s(r_);
+  w.f64s(qtf_);
+  w.f64s(acnorm_);
+  w.i32s(ipvt_);
+  for (double v : {fnorm_, xnorm_, delta_, par_, gnorm_, pnorm_, prered_, dirder_}) w.f64(v);
+  for (int64_t v : {iterations_, nfev_, njev_, nonFiniteTrials_}) w.i64(v);
+  w.u8s(active_);
+  w.f64s(boxedStart_);
+  std::vector<uint8_t>& bytes = w.bytes();
+  const uint64_t payload = bytes.size() - kStateHeaderBytes;
+  for (int i = 0; i < 8; ++i) bytes[16 + i] = static_cast<uint8_t>(payload >> (8 * i));
+  w.u64(fnv1a64(bytes.data(), bytes.size()));
+  return std::move(bytes);
+}
+
+LevenbergMarquardt LevenbergMarquardt::restore(const uint8_t* bytes, size_t size) {
+  constexpr size_t kMinBytes = kStateHeaderBytes + kStateChecksumBytes;
+  if (bytes == nullptr || size < kMinBytes) {
+    badState("truncated: " + std::to_string(size) + " bytes, a solver state has at least " + std::to_string(kMinBytes));
+  }
+  if (std::memcmp(bytes, kStateMagic, sizeof kStateMagic) != 0) badState("not an nlfit solver state (wrong magic)");
+  StateReader header(bytes + sizeof kStateMagic, kStateHeaderBytes - sizeof kStateMagic);
+  const uint32_t version = header.u32("version");
+  if (version != kStateVersion) {
+    badState("format version " + std::to_string(version) + " is not supported (this build reads version " +
+             std::to_string(kStateVersion) + ")");
+  }
+  const uint32_t pStored = header.u32("p");
+  if (pStored < 1 || pStored > static_cast<uint32_t>(kMaxParams)) {
+    badState("p = " + std::to_string(pStored) + " is outside [1, " + std::to_string(kMaxParams) + "]");
+  }
+  const uint64_t payload = header.u64("payload length");
+  const uint64_t expected = size - kMinBytes;
+  if (payload != expected) {
+    badState(payload > expected ? "truncated: the header announces " + std::to_string(payload) +
+                                      " payload bytes but only " + std::to_string(expected) + " follow"
+                                : std::to_string(expected - payload) + " bytes follow the " +
+                                      std::to_string(payload) + " payload bytes the header announces");
+  }
+  const size_t end = kStateHeaderBytes + static_cast<size_t>(payload);
+  StateReader trailer(bytes + end, kStateChecksumBytes);
+  if (trailer.u64("checksum") != fnv1a64(bytes, end)) badState("checksum mismatch: the data is corrupt");
+
+  const int p = static_cast<int>(pStored);
+  const size_t sp = static_cast<size_t>(p), q = sp + 1;
+  StateReader r(bytes + kStateHeaderBytes, static_cast<size_t>(payload));
+  LevenbergMarquardt lm;
+  lm.p_ = p;
+  LMOptions& o = lm.options_;
+  o.ftol = r.f64("ftol");
+  o.xtol = r.f64("xtol");
+  o.gtol = r.f64("gtol");
+  o.factor = r.f64("factor");
+  o.maxFev = r.i64("maxFev");
+  o.lower = r.f64s("lower", {0, sp});
+  o.upper = r.f64s("upper", {0, sp});
+  o.diag = r.f64s("diag", {0, sp});
+  const int32_t status = r.i32("status");
+  if (status < 0 || status > kLastStatus) badState("status " + std::to_string(status) + " is not a solver status");
+  lm.status_ = static_cast<LMStatus>(status);
+  lm.atStart_ = r.flag("atStart");
+  lm.firstStep_ = r.flag("firstStep");
+  const bool bounded = r.flag("bounded");
+  lm.truncated_ = r.flag("truncated");
+  lm.x_ = r.f64s("x", {sp});
+  lm.trial_ = r.f64s("trial", {sp});
+  lm.step_ = r.f64s("step", {sp});
+  lm.diag_ = r.f64s("diag (scaling)", {sp});
+  lm.factorAtX_ = r.f64s("factorAtX", {0, q * q});
+  lm.r_ = r.f64s("r", {0, sp * sp});
+  lm.qtf_ = r.f64s("qtf", {0, sp});
+  lm.acnorm_ = r.f64s("acnorm", {0, sp});
+  lm.ipvt_ = r.i32s("ipvt", {0, sp});
+  for (double* v : {&lm.fnorm_, &lm.xnorm_, &lm.delta_, &lm.par_, &lm.gnorm_, &lm.pnorm_, &lm.prered_, &lm.dirder_}) {
+    *v = r.f64("scalars");
+  }
+  for (int64_t* v : {&lm.iterations_, &lm.nfev_, &lm.njev_, &lm.nonFiniteTrials_}) *v = r.i64("counters");
+  lm.active_ = r.u8s("active", {0, sp});
+  lm.boxedStart_ = r.f64s("boxedStart", {0, sp});
+  if (r.remaining() != 0) badState(std::to_string(r.remaining()) + " bytes follow the last field");
+
+  // The options, as the constructor would accept them.
+  for (const auto& [value, name] : {std::pair<double, const char*>{o.ftol, "ftol"}, {o.xtol, "xtol"}, {o.gtol, "gtol"}}) {
+    if (!(value >= 0.0) || !std::isfinite(value)) badState(std::string(name) + " is not a finite number >= 0");
+  }
+  if (!(o.factor > 0.0) || !std::isfinite(o.factor)) badState("factor is not a finite number > 0");
+  if (o.maxFev < 1) badState("maxFev is " + std::to_string(o.maxFev) + ", expected >= 1");
+  try {
+    validateBounds(p, o.lower, o.upper);
+  } catch (const std::invalid_argument& e) {
+    badState(std::string("bounds: ") + e.what());
+  }
+  for (size_t j = 0; j < o.diag.size(); ++j) {
+    if (!(o.diag[j] > 0.0) || !std::isfinite(o.diag[j])) badState("diag[" + std::to_string(j) + "] is not a finite number > 0");
+  }
+
+  // The machine.
+  requireFinite(lm.x_, "x");
+  requireFinite(lm.trial_, "trial");
+  requireFinite(lm.step_, "step");
+  requireFinite(lm.diag_, "diag (scaling)");
+  requireFinite(lm.factorAtX_, "factorAtX");
+  for (const auto& [value, name] : {std::pair<double, const char*>{lm.fnorm_, "fnorm"}, {lm.xnorm_, "xnorm"}, {lm.delta_, "delta"}}) {
+    requireNonNegative(value, name);
+  }
+  const bool haveQR = !lm.r_.empty();
+  if (lm.qtf_.empty() == haveQR || lm.acnorm_.empty() == haveQR || lm.ipvt_.empty() == haveQR) {
+    badState("r, qtf, acnorm and ipvt must be all present or all absent");
+  }
+  std::vector<uint8_t> seen(sp, 0);
+  for (int k : lm.ipvt_) {
+    if (k < 0 || k >= p || seen[static_cast<size_t>(k)]) badState("ipvt is not a permutation of 0.." + std::to_string(p - 1));
+    seen[static_cast<size_t>(k)] = 1;
+  }
+  if (lm.running() && !lm.atStart_ && (lm.factorAtX_.empty() || !haveQR)) {
+    badState("a running solver past its start needs the factor at x and its QR");
+  }
+  if (lm.iterations_ < 0 || lm.njev_ < 0 || lm.nonFiniteTrials_ < 0 || lm.nfev_ < lm.iterations_ ||
+      lm.nfev_ < lm.nonFiniteTrials_) {
+    badState("the counters are inconsistent (iterations " + std::to_string(lm.iterations_) + ", nfev " +
+             std::to_string(lm.nfev_) + ", njev " + std::to_string(lm.njev_) + ", nonFiniteTrials " +
+             std::to_string(lm.nonFiniteTrials_) + ")");
+  }
+
+  // Bounds: derived from the options as in the constructor.
+  auto finite = [](double v) { return std::isfinite(v); };
+  lm.bounded_ = std::any_of(o.lower.begin(), o.lower.end(), finite) || std::any_of(o.upper.begin(), o.upper.end(), finite);
+  if (bounded != lm.bounded_) badState(bounded ? "bounded, but the options have no finite bound" : "unbounded, but the options have a finite bound");
+  if (!lm.bounded_) {
+    if (!lm.active_.empty() || !lm.boxedStart_.empty()) badState("an unbounded solver has no active set or boxed start");
+    return lm;
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  lm.lower_ = o.lower.empty() ? std::vector<double>(sp, -inf) : o.lower;
+  lm.upper_ = o.upper.empty() ? std::vector<double>(sp, inf) : o.upper;
+  if (lm.active_.size() != sp || lm.boxedStart_.size() != sp) badState("a bounded solver needs an active set and a boxed start of p values");
+  requireFinite(lm.boxedStart_, "boxedStart");
+  for (size_t j = 0; j < sp; ++j) {
+    if (lm.active_[j] > static_cast<uint8_t>(BoundState::AtUpper)) badState("active[" + std::to_string(j) + "] is not a bound state");
+    if (lm.x_[j] < lm.lower_[j] || lm.x_[j] > lm.upper_[j] || lm.trial_[j] < lm.lower_[j] || lm.trial_[j] > lm.upper_[j]) {
+      badState("x[" + std::to_string(j) + "] or trial[" + std::to_string(j) + "] lies outside its bounds");
+    }
+  }
+  return lm;
 }
 
 }  // namespace nlfit

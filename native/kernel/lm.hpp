@@ -27,8 +27,12 @@
 // Iterates are always feasible. Without finite bounds the arithmetic is that
 // of the unbounded algorithm, bit for bit.
 //
-// The state is plain data (vectors and scalars) so that it can be serialised.
+// The state is plain data (vectors and scalars) so that it can be serialised:
+// serialize() writes all of it, options included, and restore() rebuilds a
+// machine that asks and decides exactly as the original would have, bit for
+// bit (a checkpoint; the format is described in lm.cpp).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -116,14 +120,27 @@ class LevenbergMarquardt {
   // otherwise (also before the first factor is told).
   std::vector<uint8_t> activeMask() const;
 
+  // The whole machine as a versioned little-endian blob: a magic, the format
+  // version kStateVersion, p, the payload length, the payload (every member,
+  // doubles bit-exact) and an FNV-1a 64 checksum of everything before it.
+  std::vector<uint8_t> serialize() const;
+  // The machine a serialize() blob describes. Throws std::invalid_argument,
+  // saying what is wrong, when the blob is truncated or has trailing bytes,
+  // is not a solver state, is of another version, fails its checksum, or
+  // describes an impossible machine (p out of range, wrong vector sizes, a
+  // pivot that is not a permutation, non-finite parameters, invalid options).
+  static LevenbergMarquardt restore(const uint8_t* bytes, size_t size);
+  static constexpr uint32_t kStateVersion = 1;
+
  private:
+  LevenbergMarquardt() = default;  // for restore()
   void useJacobian(const double* R);
   void computeStep();
   // The bounded step: free variables only, shortened to stay in the box.
   void computeBoundedStep();
   void finish(LMStatus status) { status_ = status; }
 
-  int p_;
+  int p_ = 0;
   LMOptions options_;
   LMStatus status_ = LMStatus::Running;
   bool atStart_ = true;

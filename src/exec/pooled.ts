@@ -5,6 +5,7 @@
  * a task carries views, never copies.
  */
 import type { Piscina } from 'piscina';
+import { fitAborted } from '../errors.js';
 import { loadAddon } from '../native.js';
 import { sharedFloat64 } from '../data/columns.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
@@ -23,6 +24,8 @@ export interface PooledOptions {
    * flight from then on (memory pressure halves the one and lowers the other).
    */
   reshape?: (shape: { chunkBlocks: number; inFlight: number }) => { chunkBlocks: number; inFlight: number };
+  /** When it fires, no further task of the pass starts and the pass rejects with an AbortError. */
+  signal?: AbortSignal | null;
 }
 
 let fitCounter = 0;
@@ -77,9 +80,10 @@ export class PooledEvaluator implements Evaluator {
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
     let failed = false;
+    const signal = this.options.signal ?? null;
     const runner = async (): Promise<void> => {
-      // After a failed task the other runners stop taking new ranges.
-      while (next < this.ranges.length && !failed) {
+      // After a failed task, or once the signal fires, the runners stop taking new ranges.
+      while (next < this.ranges.length && !failed && !signal?.aborted) {
         const index = next++;
         const [blockStart, blockEnd] = this.ranges[index]!;
         const task: PassTask = {
@@ -109,6 +113,7 @@ export class PooledEvaluator implements Evaluator {
     };
     const runners = Math.min(this.inFlight, this.ranges.length);
     await Promise.all(Array.from({ length: runners }, runner));
+    if (next < this.ranges.length) throw fitAborted(signal!);
     const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;

@@ -13,6 +13,7 @@
 import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
 import type { ColumnSource } from '../data/source.js';
+import { fitAborted } from '../errors.js';
 import { loadAddon } from '../native.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { blockCount, kBlockSize } from './layout.js';
@@ -34,6 +35,8 @@ export interface StreamingOptions extends StreamShape {
    * (the memory monitor halves chunks or shrinks the ring here).
    */
   reshape?: (current: StreamShape) => StreamShape;
+  /** When it fires, no further chunk of the pass is read and the pass rejects with an AbortError. */
+  signal?: AbortSignal | null;
 }
 
 /** Which source columns a pass reads. */
@@ -96,13 +99,14 @@ export class StreamingEvaluator implements Evaluator {
     const running: Array<Promise<void>> = [];
     let failure: { error: unknown } | null = null;
     let block = 0;
-    while (block < nBlocks && failure === null) {
+    const signal = this.options.signal ?? null;
+    while (block < nBlocks && failure === null && !signal?.aborted) {
       if (this.options.reshape) this.shape = checkShape(this.options.reshape({ ...this.shape }));
       const blockEnd = Math.min(nBlocks, block + this.shape.chunkBlocks);
       const rowStart = block * kBlockSize;
       const rows = Math.min(this.nPoints, blockEnd * kBlockSize) - rowStart;
       const slot = await this.acquire(rows);
-      if (failure !== null) {
+      if (failure !== null || signal?.aborted) {
         this.release(slot);
         break;
       }
@@ -149,6 +153,7 @@ export class StreamingEvaluator implements Evaluator {
     }
     await Promise.all(running);
     if (failure !== null) throw (failure as { error: unknown }).error;
+    if (block < nBlocks) throw fitAborted(signal!);
     const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;

@@ -2,8 +2,15 @@
  * Pumps the native Levenberg-Marquardt state machine: every ask() becomes one
  * pass of the evaluator over the data. The driver does not know whether the
  * pass ran inline or on the pool.
+ *
+ * Cancellation and checkpoints act between passes, where the machine is
+ * waiting for the factor at ask(): a checkpoint taken there (or after a pass
+ * an AbortSignal cut short, whose partial work is dropped) restores to a
+ * machine that asks for the same point, so a resumed fit repeats exactly the
+ * passes the interrupted one had not finished.
  */
-import { loadAddon, type NativeSolverState, type SolverOptions } from '../native.js';
+import { fitAborted } from '../errors.js';
+import { loadAddon, type NativeSolver, type NativeSolverState, type SolverOptions } from '../native.js';
 import type { Evaluator } from '../exec/evaluator.js';
 
 export interface SolverRun {
@@ -14,6 +21,13 @@ export interface SolverRun {
   solverMs: number;
 }
 
+/** Saves the solver (src/solver/checkpoint.ts). */
+export interface SolverCheckpoint {
+  /** Accepted iterations between saves. */
+  everyIterations: number;
+  save(solver: NativeSolver): Promise<void>;
+}
+
 export interface SolverHooks {
   /**
    * Called once the first pass has completed and before the solver sees it
@@ -21,12 +35,21 @@ export interface SolverHooks {
    * fit stops with its error.
    */
   afterFirstPass?: () => void | Promise<void>;
-  /** Called after every pass with the number of passes so far. */
-  onPass?: (pass: number) => void;
+  /** Called after every pass has been told, with the passes so far and the accepted iterations. */
+  onPass?: (pass: number, iterations: number) => void;
   /** Stop after this many accepted steps. */
   maxIterations?: number | null;
   /** Stop when performance.now() passes this (checked between passes). */
   deadline?: number | null;
+  /** Rejects with an AbortError when it fires (checked between passes; the evaluator checks between chunks). */
+  signal?: AbortSignal | null;
+  /** A serialised solver to continue instead of starting a new one at x0 (x0 and options are then unused). */
+  resumeFrom?: Uint8Array | null;
+  /**
+   * Saves every `everyIterations` accepted iterations, and when the fit is
+   * aborted or stopped by a limit (a resumed fit then continues past it).
+   */
+  checkpoint?: SolverCheckpoint | null;
 }
 
 /** Runs the solver to its end. */
@@ -36,33 +59,55 @@ export async function runSolver(
   options: SolverOptions,
   hooks: SolverHooks = {},
 ): Promise<SolverRun> {
-  const solver = new (loadAddon().Solver)(x0, options);
+  const { Solver } = loadAddon();
+  const solver = hooks.resumeFrom ? Solver.restore(hooks.resumeFrom) : new Solver(x0, options);
+  const signal = hooks.signal ?? null;
+  const checkpoint = hooks.checkpoint ?? null;
+  const stopAborted = async (): Promise<never> => {
+    await checkpoint?.save(solver);
+    throw fitAborted(signal!);
+  };
   let solverMs = 0;
   let first = true;
   let passes = 0;
+  let iterations = solver.state().iterations;
   let limit: SolverRun['limit'] = null;
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
+    if (signal?.aborted) await stopAborted();
     // Limits are checked between passes; the solver keeps the best point so far.
     if (hooks.deadline != null && passes > 0 && performance.now() >= hooks.deadline) limit = 'max_time';
-    else if (hooks.maxIterations != null && solver.state().iterations >= hooks.maxIterations) limit = 'max_iterations';
+    else if (hooks.maxIterations != null && iterations >= hooks.maxIterations) limit = 'max_iterations';
     if (limit !== null) {
+      await checkpoint?.save(solver);
       solver.abort();
       break;
     }
-    const { factor, cost } = await evaluator.evaluate(trialParams);
+    let pass: Awaited<ReturnType<Evaluator['evaluate']>>;
+    try {
+      pass = await evaluator.evaluate(trialParams);
+    } catch (error) {
+      // A pass the signal cut short is dropped: the solver still waits for this point.
+      if (signal?.aborted) await stopAborted();
+      throw error;
+    }
     passes += 1;
     if (first) {
       first = false;
       await hooks.afterFirstPass?.();
     }
-    hooks.onPass?.(passes);
     const started = performance.now();
     // With a robust loss the solver measures progress by the cost, not the rescaled residual norm.
-    if (cost === null) solver.tell(factor);
-    else solver.tell(factor, Math.sqrt(2 * cost));
+    if (pass.cost === null) solver.tell(pass.factor);
+    else solver.tell(pass.factor, Math.sqrt(2 * pass.cost));
     solverMs += performance.now() - started;
+    const accepted = solver.state().iterations;
+    if (accepted > iterations) {
+      iterations = accepted;
+      if (checkpoint && iterations % checkpoint.everyIterations === 0 && solver.ask() !== null) await checkpoint.save(solver);
+    }
+    hooks.onPass?.(passes, iterations);
   }
   return { state: solver.state(), solverMs, limit };
 }

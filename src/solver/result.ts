@@ -15,6 +15,7 @@ import {
   type PointsInput,
 } from './diagnostics.js';
 import { checkLevel, studentTCritical } from './distributions.js';
+import type { CheckpointReport } from './checkpoint.js';
 import type { FitStatistics } from './statistics.js';
 
 export type { Band, ModelProgram, PointsInput } from './diagnostics.js';
@@ -109,6 +110,8 @@ export interface FitResultInit {
    * standard error as `name = value +/- err == 'expr'`.
    */
   expressions?: Record<string, string>;
+  /** The checkpoint option: the file, how many times this fit wrote it, and the iteration it resumed from. */
+  checkpoint?: CheckpointReport;
 }
 
 /** Options of FitResult.band(). */
@@ -228,6 +231,8 @@ export class FitResult {
   readonly multistart: MultistartReport | null;
   /** The robust loss and its fScale, or null for least squares. */
   readonly loss: { name: string; fScale: number } | null;
+  /** With the checkpoint option: `{ path, written, resumedFrom }` (resumedFrom null for a fresh start); null otherwise. */
+  readonly checkpoint: CheckpointReport | null;
   private readonly weighted: boolean;
   private readonly program: ModelProgram | null;
   private readonly fixed: Record<string, number>;
@@ -273,6 +278,7 @@ export class FitResult {
     this.activeMask = init.activeMask ? Uint8Array.from(init.activeMask, (v) => Number(v)) : null;
     this.multistart = init.multistart ?? null;
     this.loss = init.loss ?? null;
+    this.checkpoint = init.checkpoint ?? null;
     this.fixed = init.fixed ?? {};
     this.expressions = init.expressions ?? {};
     this.warnings = fitWarnings({

@@ -1092,6 +1092,212 @@ void testInfiniteBoundsNist() {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Checkpoints: serialize() and restore().
+
+// Runs a machine until it has been told `tells` factors (or has stopped).
+void advance(LevenbergMarquardt& lm, const Model& model, const Data& data, int64_t tells) {
+  while (lm.running() && lm.nfev() < tells) {
+    const std::vector<double> r = factorAt(model, data, lm.ask());
+    lm.tell(r.data());
+  }
+}
+
+struct StateCase {
+  std::string name;
+  Model model;
+  Data data;
+  std::vector<double> start;
+  LMOptions options;
+};
+
+std::vector<StateCase> stateCases() {
+  LMOptions scaled;
+  scaled.diag = {1e-2, 1e3};
+  const NistProblem rat = rat43();
+  const NistProblem misra = misra1a();
+  return {
+      {"Rat43 (unbounded)", rat.model, rat.data, rat.starts[0], {}},
+      {"Misra1a with fixed scaling", misra.model, misra.data, misra.starts[0], scaled},
+      {"a exp(-b x) + c with b >= 2 (steps cut by a bound)", exponentialDecay(), decayData(), {2.0, 0.5, 0.0},
+       boundedOptions({-kInf, 2.0, -kInf}, {kInf, kInf, kInf})},
+      {"Rosenbrock with x0 <= 0.5", rosenbrock(), {{0.0, 1.0}, {0.0, -1.0}}, {-1.2, 1.0},
+       boundedOptions({-kInf, -kInf}, {0.5, kInf})},
+  };
+}
+
+// For every point of a fit (before the first tell, after each one), a machine
+// restored from a snapshot there continues exactly as the original: the
+// same asks, bit for bit, and the same end.
+void testStateRoundTrip() {
+  for (const StateCase& c : stateCases()) {
+    const Fit reference = runFit(c.model, c.data, c.start, c.options);
+    check(reference.stopped && reference.nfev >= 5,
+          c.name + format(": the reference fit runs several passes (%lld)", static_cast<long long>(reference.nfev)));
+    bool sameAsks = true, sameEnds = true, sameBlobs = true;
+    std::string firstDifference;
+    for (int64_t k = 0; k < reference.nfev; ++k) {
+      LevenbergMarquardt original(c.model.p, c.start.data(), c.options);
+      advance(original, c.model, c.data, k);
+      const std::vector<uint8_t> blob = original.serialize();
+      LevenbergMarquardt restored = LevenbergMarquardt::restore(blob.data(), blob.size());
+      sameBlobs = sameBlobs && restored.serialize() == blob;
+      while (original.running() && restored.running()) {
+        const std::vector<double> a(original.ask(), original.ask() + c.model.p);
+        const std::vector<double> b(restored.ask(), restored.ask() + c.model.p);
+        if (!sameBits(a, b)) {
+          sameAsks = false;
+          if (firstDifference.empty()) firstDifference = format("after tell %lld", static_cast<long long>(k));
+          break;
+        }
+        const std::vector<double> r = factorAt(c.model, c.data, a.data());
+        original.tell(r.data());
+        restored.tell(r.data());
+      }
+      const bool same = original.status() == restored.status() && original.status() == reference.status &&
+                        sameBits(restored.x(), reference.x) && sameBits(restored.factor(), reference.factor) &&
+                        restored.nfev() == reference.nfev && restored.njev() == reference.njev &&
+                        restored.iterations() == reference.iterations &&
+                        restored.activeMask() == reference.activeMask && restored.fnorm() == original.fnorm();
+      if (!same && sameEnds) {
+        sameEnds = false;
+        if (firstDifference.empty()) firstDifference = format("end differs after tell %lld", static_cast<long long>(k));
+      }
+    }
+    check(sameBlobs, c.name + ": a restored machine serialises to the same bytes");
+    check(sameAsks && sameEnds,
+          c.name + format(": restored at each of %lld points, it continues bit for bit to the reference end (%s)",
+                          static_cast<long long>(reference.nfev), firstDifference.c_str()));
+  }
+}
+
+// FNV-1a 64, to re-sign blobs edited on purpose (the format's checksum).
+uint64_t testFnv1a64(const uint8_t* bytes, size_t size) {
+  uint64_t hash = 14695981039346656037ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= bytes[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+void resign(std::vector<uint8_t>& blob) {
+  const uint64_t hash = testFnv1a64(blob.data(), blob.size() - 8);
+  for (int i = 0; i < 8; ++i) blob[blob.size() - 8 + i] = static_cast<uint8_t>(hash >> (8 * i));
+}
+
+// The message restore() throws for a blob, or "" when it accepts it.
+std::string restoreError(const std::vector<uint8_t>& blob) {
+  try {
+    LevenbergMarquardt::restore(blob.data(), blob.size());
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void checkRejected(const std::vector<uint8_t>& blob, const std::string& expected, const std::string& what) {
+  const std::string message = restoreError(blob);
+  check(!message.empty() && message.find(expected) != std::string::npos,
+        what + ": rejected with a message containing '" + expected + "' (got '" + message + "')");
+}
+
+void put32(std::vector<uint8_t>& blob, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) blob[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+void putDouble(std::vector<uint8_t>& blob, size_t at, double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  for (int i = 0; i < 8; ++i) blob[at + i] = static_cast<uint8_t>(bits >> (8 * i));
+}
+
+void testStateCorruption() {
+  const StateCase c = stateCases()[0];
+  LevenbergMarquardt lm(c.model.p, c.start.data(), c.options);
+  advance(lm, c.model, c.data, 4);
+  const std::vector<uint8_t> blob = lm.serialize();
+  check(restoreError(blob).empty(), "the intact blob is accepted");
+
+  // Any one changed byte is caught (FNV-1a changes with every single byte).
+  int accepted = 0;
+  for (size_t i = 0; i < blob.size(); ++i) {
+    std::vector<uint8_t> flipped = blob;
+    flipped[i] ^= 0x10;
+    if (restoreError(flipped).empty()) ++accepted;
+  }
+  check(accepted == 0, format("every one of %zu single-byte flips is rejected (%d accepted)", blob.size(), accepted));
+  int truncatedAccepted = 0;
+  for (size_t n = 0; n < blob.size(); ++n) {
+    if (restoreError(std::vector<uint8_t>(blob.begin(), blob.begin() + static_cast<std::ptrdiff_t>(n))).empty()) {
+      ++truncatedAccepted;
+    }
+  }
+  check(truncatedAccepted == 0, format("every truncation is rejected (%d accepted)", truncatedAccepted));
+  checkRejected(std::vector<uint8_t>(blob.begin(), blob.end() - 3), "truncated", "a blob missing its last 3 bytes");
+  {
+    std::vector<uint8_t> longer = blob;
+    longer.push_back(0);
+    checkRejected(longer, "1 bytes follow the", "a blob with a byte appended");
+  }
+  {
+    std::vector<uint8_t> flipped = blob;
+    flipped[40] ^= 1;
+    checkRejected(flipped, "checksum mismatch", "a flipped payload byte");
+  }
+  {
+    std::vector<uint8_t> newer = blob;
+    put32(newer, 8, LevenbergMarquardt::kStateVersion + 1);
+    resign(newer);
+    checkRejected(newer, "format version 2 is not supported (this build reads version 1)", "a newer version");
+  }
+  {
+    const std::string text = "{\"not\": \"a solver state, but long enough to pass the size check\"}";
+    checkRejected(std::vector<uint8_t>(text.begin(), text.end()), "wrong magic", "a foreign blob");
+  }
+  {
+    std::vector<uint8_t> zeroP = blob;
+    put32(zeroP, 12, 0);
+    resign(zeroP);
+    checkRejected(zeroP, "p = 0 is outside [1, 64]", "p = 0");
+  }
+  {
+    // Rat43, unbounded, no scaling: x[0] sits after the options (4 doubles,
+    // maxFev, three empty vectors), the status, four flags and x's count.
+    const size_t x0 = 24 + 5 * 8 + 3 * 4 + 4 + 4 + 4;
+    std::vector<uint8_t> nonFinite = blob;
+    putDouble(nonFinite, x0, std::numeric_limits<double>::quiet_NaN());
+    resign(nonFinite);
+    checkRejected(nonFinite, "x[0] is not finite", "a NaN parameter with a valid checksum");
+    std::vector<uint8_t> badTol = blob;
+    putDouble(badTol, 24, -1.0);
+    resign(badTol);
+    checkRejected(badTol, "ftol is not a finite number >= 0", "a negative ftol with a valid checksum");
+  }
+  {
+    // The pivot: its last entry sits before the 8 scalars, 4 counters and
+    // the two empty bounded vectors at the end of the payload.
+    const size_t last = blob.size() - 8 - (8 * 8 + 4 * 8 + 4 + 4) - 4;
+    std::vector<uint8_t> badPivot = blob;
+    put32(badPivot, last, 7);
+    resign(badPivot);
+    checkRejected(badPivot, "ipvt is not a permutation", "a pivot index out of range with a valid checksum");
+  }
+  {
+    // A bounded state whose parameter was moved outside its box.
+    const StateCase b = stateCases()[2];
+    LevenbergMarquardt bounded(b.model.p, b.start.data(), b.options);
+    advance(bounded, b.model, b.data, 3);
+    std::vector<uint8_t> outside = bounded.serialize();
+    // x[1] (b >= 2): after the options (4 doubles, maxFev, lower and upper of
+    // 3 values, empty diag), the status, four flags, x's count and x[0].
+    const size_t x1 = 24 + 5 * 8 + 2 * (4 + 3 * 8) + 4 + 4 + 4 + 4 + 8;
+    putDouble(outside, x1, 1.5);
+    resign(outside);
+    checkRejected(outside, "lies outside its bounds", "a bounded parameter outside its box");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -1112,6 +1318,8 @@ int main() {
       {"testFeasibleStart", testFeasibleStart},
       {"testBoundValidation", testBoundValidation},
       {"testInfiniteBoundsNist", testInfiniteBoundsNist},
+      {"testStateRoundTrip", testStateRoundTrip},
+      {"testStateCorruption", testStateCorruption},
   };
   return runTests(tests);
 }
