@@ -56,18 +56,36 @@ export function closestName(name: string, known: readonly string[]): string | un
 }
 
 /** A value of the wrong type: `Expected <expected> for <field> but received <value>`. */
+/**
+ * Machine-readable kinds of error, in `error.code` (the message wording may
+ * change; scripts and the CLI's exit codes branch on these):
+ *   ERR_NLFIT_DATA        the data: a bad value, an unreadable or malformed file
+ *   ERR_NLFIT_OPTION      an option or a model that cannot be used
+ *   ERR_NLFIT_CHECKPOINT  a checkpoint that resume refuses
+ */
+export type NlfitErrorCode = 'ERR_NLFIT_DATA' | 'ERR_NLFIT_OPTION' | 'ERR_NLFIT_CHECKPOINT';
+
+export function withCode<E extends Error>(error: E, code: NlfitErrorCode): E & { code: NlfitErrorCode } {
+  return Object.assign(error, { code });
+}
+
+/** Errors about `data` or one of its columns are data errors; the rest are option errors. */
+function fieldCode(field: string): NlfitErrorCode {
+  return field === 'data' || field.startsWith('data.') || field.startsWith('data[') ? 'ERR_NLFIT_DATA' : 'ERR_NLFIT_OPTION';
+}
+
 export function invalidType(field: string, expected: string, value: unknown): TypeError {
-  return new TypeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`);
+  return withCode(new TypeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`), fieldCode(field));
 }
 
 /** A value of the right type outside its allowed range. */
 export function invalidRange(field: string, expected: string, value: unknown): RangeError {
-  return new RangeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`);
+  return withCode(new RangeError(`Expected ${expected} for ${field} but received ${describeValue(value)}`), fieldCode(field));
 }
 
 /** An input that is well typed but unusable, with a free-form explanation naming the field. */
 export function invalidInput(field: string, explanation: string, cause?: unknown): RangeError {
-  return new RangeError(`Invalid ${field}: ${explanation}`, cause === undefined ? undefined : { cause });
+  return withCode(new RangeError(`Invalid ${field}: ${explanation}`, cause === undefined ? undefined : { cause }), fieldCode(field));
 }
 
 /**
@@ -114,5 +132,5 @@ export function fitAborted(signal: AbortSignal): Error {
 
 /** A checkpoint that cannot be resumed from: `checkpoint <path> <why>, refusing to resume`. */
 export function checkpointRefused(path: string, why: string, cause?: unknown): Error {
-  return new Error(`nlfit: checkpoint ${path} ${why}, refusing to resume`, cause === undefined ? undefined : { cause });
+  return withCode(new Error(`nlfit: checkpoint ${path} ${why}, refusing to resume`, cause === undefined ? undefined : { cause }), 'ERR_NLFIT_CHECKPOINT');
 }

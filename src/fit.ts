@@ -210,7 +210,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
           totalSumOfSquares = audit.totalSumOfSquares;
         },
         onPass: job.onProgress
-          ? (_, iteration) => job.onProgress!({ type: 'pass', pass: ++passes, iteration, elapsedMs: performance.now() - started })
+          ? (_, iteration, cost) => job.onProgress!({ type: 'pass', pass: ++passes, iteration, cost, elapsedMs: performance.now() - started })
           : undefined,
       });
     let run: Awaited<ReturnType<typeof solve>>;
@@ -435,7 +435,12 @@ async function readRows(
 }
 
 /** Memory a one-shot stream or CSV may buffer before spilling: half the fit's budget. */
-function streamBufferBytes(raw: Record<string, unknown>): number {
+/**
+ * Memory a CSV or one-shot stream may buffer before it spills to a temporary
+ * file, for fit options `raw` (memoryLimitMb, safetyFactor): half of the fit's
+ * budget. Exported for callers that open a source themselves (the CLI).
+ */
+export function streamBufferBytes(raw: Record<string, unknown>): number {
   // Invalid values are left to normalizeFitOptions, which names them.
   const limit = typeof raw.memoryLimitMb === 'number' && raw.memoryLimitMb > 0 && Number.isFinite(raw.memoryLimitMb) ? raw.memoryLimitMb : undefined;
   const safety = typeof raw.safetyFactor === 'number' && raw.safetyFactor > 0 && raw.safetyFactor <= 1 ? raw.safetyFactor : 0.75;

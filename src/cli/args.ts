@@ -1,86 +1,86 @@
 /**
- * A small, strict command-line parser: --flag value, --flag=value, boolean
- * flags, positionals. Unknown flags are errors with a suggestion.
+ * A small, strict command-line parser: `--flag value`, `--flag=value`,
+ * switches (`--json`, or `--json=false` to override a job file), positionals.
+ * An unknown flag is a usage error with a suggestion; `-h` is `--help`.
  */
-import { closestName } from '../errors.js';
+import { badValue, didYouMean, UsageError } from './exit.js';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
+export interface FlagDef {
+  /** Parses the text after the flag. Absent: the flag is a switch. */
+  parse?: (text: string, flag: string) => unknown;
+  /** Parses a job-file value (any JSON or YAML type). Default: parse() of a string or number. */
+  fromJob?: (value: unknown, flag: string) => unknown;
+  /** The value is a path: in a job file, relative to the job file's folder. */
+  path?: boolean;
 }
 
-export interface FlagSpec {
-  /** Takes a value (otherwise a boolean switch). */
-  value: boolean;
-}
+export type FlagTable = Record<string, FlagDef>;
 
 export interface ParsedArgs {
   positionals: string[];
-  flags: Map<string, string | true>;
+  /** Values by flag name (kebab-case, as typed without the dashes). */
+  values: Map<string, unknown>;
 }
 
-export function parseArgs(argv: string[], specs: Record<string, FlagSpec>): ParsedArgs {
+export function parseArgs(argv: readonly string[], flags: FlagTable): ParsedArgs {
   const positionals: string[] = [];
-  const flags = new Map<string, string | true>();
+  const values = new Map<string, unknown>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith('--') || arg === '--') {
+    if (arg === '-h') {
+      values.set('help', true);
+      continue;
+    }
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('--')) {
       positionals.push(arg);
       continue;
     }
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq === -1 ? undefined : eq);
-    const spec = specs[name];
-    if (!spec) {
-      const close = closestName(name, Object.keys(specs));
-      throw new UsageError(`unknown flag --${name}${close === undefined ? '' : ` (did you mean --${close}?)`}`);
-    }
-    if (!spec.value) {
-      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
-      flags.set(name, true);
+    const def = flags[name];
+    if (!def) throw new UsageError(`unknown flag --${name}${didYouMean(name, Object.keys(flags), (n) => `--${n}`)}`);
+    if (!def.parse) {
+      values.set(name, eq === -1 ? true : parseSwitch(arg.slice(eq + 1), name));
       continue;
     }
-    const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new UsageError(`--${name} needs a value`);
-    flags.set(name, value);
-  }
-  return { positionals, flags };
-}
-
-export function numberFlag(args: ParsedArgs, name: string): number | undefined {
-  const raw = args.flags.get(name);
-  if (raw === undefined) return undefined;
-  const value = Number(raw);
-  if (raw === true || raw === '' || !Number.isFinite(value)) throw new UsageError(`--${name} expects a number, got '${String(raw)}'`);
-  return value;
-}
-
-export function integerFlag(args: ParsedArgs, name: string): number | undefined {
-  const value = numberFlag(args, name);
-  if (value !== undefined && !Number.isInteger(value)) throw new UsageError(`--${name} expects an integer, got '${value}'`);
-  return value;
-}
-
-/** "b1=500,b2=1e-4" -> { b1: 500, b2: 0.0001 }; "500,1e-4" -> [500, 0.0001]. */
-export function parseParamList(text: string, flag: string): Record<string, number> | number[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (items.length === 0) throw new UsageError(`--${flag} is empty`);
-  const named = items.every((item) => item.includes('='));
-  const parse = (raw: string, what: string): number => {
-    const value = Number(raw);
-    if (raw === '' || !Number.isFinite(value)) throw new UsageError(`--${flag}: '${raw}' is not a number (${what})`);
-    return value;
-  };
-  if (named) {
-    const out: Record<string, number> = {};
-    for (const item of items) {
-      const [name, raw] = item.split('=', 2) as [string, string];
-      out[name.trim()] = parse(raw.trim(), name.trim());
+    let text: string | undefined;
+    if (eq !== -1) text = arg.slice(eq + 1);
+    else {
+      text = argv[i + 1];
+      // "--model --p0 1" means the value was forgotten, not that the model is "--p0".
+      if (text !== undefined && text.startsWith('--') && flags[text.slice(2).split('=')[0]!]) text = undefined;
+      else i++;
     }
-    return out;
+    if (text === undefined) throw new UsageError(`--${name} needs a value`);
+    values.set(name, def.parse(text, name));
   }
-  if (items.some((item) => item.includes('='))) throw new UsageError(`--${flag}: give either all values by name (b1=1,b2=2) or none`);
-  return items.map((item, i) => parse(item, `position ${i + 1}`));
+  return { positionals, values };
+}
+
+function parseSwitch(text: string, flag: string): boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  throw badValue(flag, 'true or false (or the flag alone for true)', text);
+}
+
+/** A flag's value from a job file: through fromJob, or parse() of its text. */
+export function jobValue(def: FlagDef, value: unknown, flag: string): unknown {
+  if (def.fromJob) return def.fromJob(value, flag);
+  if (!def.parse) {
+    if (typeof value === 'boolean') return value;
+    if (typeof value === 'string') return parseSwitch(value, flag);
+    throw badValue(flag, 'true or false', value);
+  }
+  if (typeof value === 'string') return def.parse(value, flag);
+  if (typeof value === 'number') return def.parse(String(value), flag);
+  throw badValue(flag, 'a string or a number', value);
+}
+
+/** 'max-fev' -> 'maxFev'. */
+export function camelCase(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }

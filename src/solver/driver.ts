@@ -36,7 +36,7 @@ export interface SolverHooks {
    */
   afterFirstPass?: () => void | Promise<void>;
   /** Called after every pass has been told, with the passes so far and the accepted iterations. */
-  onPass?: (pass: number, iterations: number) => void;
+  onPass?: (pass: number, iterations: number, cost: number) => void;
   /** Stop after this many accepted steps. */
   maxIterations?: number | null;
   /** Stop when performance.now() passes this (checked between passes). */
@@ -102,12 +102,14 @@ export async function runSolver(
     if (pass.cost === null) solver.tell(pass.factor);
     else solver.tell(pass.factor, Math.sqrt(2 * pass.cost));
     solverMs += performance.now() - started;
-    const accepted = solver.state().iterations;
+    const now = solver.state();
+    const accepted = now.iterations;
     if (accepted > iterations) {
       iterations = accepted;
       if (checkpoint && iterations % checkpoint.everyIterations === 0 && solver.ask() !== null) await checkpoint.save(solver);
     }
-    hooks.onPass?.(passes, iterations);
+    // The cost at the best point so far (0.5 |r|^2, or the robust cost).
+    hooks.onPass?.(passes, iterations, 0.5 * now.fnorm * now.fnorm);
   }
   return { state: solver.state(), solverMs, limit };
 }

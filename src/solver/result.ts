@@ -385,6 +385,7 @@ export class FitResult {
   toJSON(): Record<string, unknown> {
     return {
       activeMask: this.activeMask ? Array.from(this.activeMask) : null,
+      checkpoint: this.checkpoint,
       multistart: this.multistart,
       loss: this.loss,
       model: this.model,

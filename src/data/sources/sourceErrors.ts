@@ -5,6 +5,8 @@
  * ("data.x: cannot open 'x.npy': no such file").
  */
 
+import { withCode } from '../../errors.js';
+
 /** Why the operating system refused a path, in words (falls back to its own message). */
 function systemReason(cause: unknown): string {
   const code = (cause as { code?: unknown } | null)?.code;
@@ -28,17 +30,17 @@ function systemReason(cause: unknown): string {
 
 /** A file named by `field` could not be opened: "data.x: cannot open 'x.npy': no such file". */
 export function cannotOpen(field: string, path: string, cause: unknown): Error {
-  return new Error(`${field}: cannot open '${path}': ${systemReason(cause)}`, { cause });
+  return withCode(new Error(`${field}: cannot open '${path}': ${systemReason(cause)}`, { cause }), 'ERR_NLFIT_DATA');
 }
 
 /** The spill directory could not be created or written. */
 export function cannotSpill(directory: string, cause: unknown): Error {
-  return new Error(`cannot write a spill file in '${directory}': ${systemReason(cause)}`, { cause });
+  return withCode(new Error(`cannot write a spill file in '${directory}': ${systemReason(cause)}`, { cause }), 'ERR_NLFIT_DATA');
 }
 
 /** A file whose contents do not fit its format: "<path>: <explanation>". */
 export function badFile(path: string, explanation: string): RangeError {
-  return new RangeError(`${path}: ${explanation}`);
+  return withCode(new RangeError(`${path}: ${explanation}`), 'ERR_NLFIT_DATA');
 }
 
 /** A float dtype nlfit cannot read, from a .npy header. */
@@ -55,20 +57,20 @@ export function wrongFileSize(path: string, expectedBytes: number, actualBytes: 
 /** A CSV field that does not parse as a number: "data.csv line 17, column 'y': 'abc' is not a number". */
 export function csvNotANumber(path: string, line: number, column: string, text: string): RangeError {
   const what = text === '' ? 'the field is empty, not a number' : `'${text}' is not a number`;
-  return new RangeError(`${path} line ${line}, column '${column}': ${what}`);
+  return withCode(new RangeError(`${path} line ${line}, column '${column}': ${what}`), 'ERR_NLFIT_DATA');
 }
 
 /** A CSV record whose shape is wrong (ragged row, stray quote). */
 export function csvBadRecord(path: string, line: number, explanation: string): RangeError {
-  return new RangeError(`${path} line ${line}: ${explanation}`);
+  return withCode(new RangeError(`${path} line ${line}: ${explanation}`), 'ERR_NLFIT_DATA');
 }
 
 /** A positioned read failed, or the file ended before the bytes a read needs. */
 export function readFailed(path: string, explanation: string, cause?: unknown): Error {
-  return new Error(`${path}: ${explanation}`, cause === undefined ? undefined : { cause });
+  return withCode(new Error(`${path}: ${explanation}`, cause === undefined ? undefined : { cause }), 'ERR_NLFIT_DATA');
 }
 
 /** A read on a source whose close() has been called. */
 export function sourceClosed(description: string): Error {
-  return new Error(`cannot read from ${description}: the source is closed`);
+  return withCode(new Error(`cannot read from ${description}: the source is closed`), 'ERR_NLFIT_DATA');
 }

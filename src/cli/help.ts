@@ -1,0 +1,166 @@
+/** The help text of every command (`nlfit <command> --help`). */
+
+export const kExitCodesHelp = `Exit codes:
+  0    the fit converged (other commands: done)
+  1    the fit did not converge (success: false in --json), or failed while running
+  2    usage error: unknown flag, bad value, missing --model, a model that does not parse,
+       a checkpoint --resume refuses (written for other data or options)
+  3    data error: a file that cannot be read, a value that is not a number, NaN in y
+  130  interrupted by SIGINT (Ctrl-C); 143 interrupted by SIGTERM (a scheduler's warning)
+       With --checkpoint the fit saves its state first, and --resume continues from it.`;
+
+export const kMainHelp = `Usage: nlfit <command> [options]
+
+Commands:
+  fit <data> --model <m>    fit a model to data in files (CSV, .npy, raw binary columns)
+  decide --points N --params P
+                            how a fit of that size would run here, and why
+  models                    the catalog models: formulas and what each parameter means
+  demo                      fit a generated 10-million-point problem (what npm start runs)
+  help [command]            this text, or a command's
+
+Options: --help (also after a command), --version
+
+${kExitCodesHelp}
+
+Threads default to the CPUs this process may use (affinity, cgroup CPU quota,
+SLURM_CPUS_PER_TASK: the smallest), memory to the container's limit or Slurm's
+--mem / --mem-per-cpu. See docs/hpc.md for batch jobs.
+
+Examples:
+  nlfit fit misra1a.csv --model "b1*(1-exp(-b2*x))" --p0 b1=500,b2=1e-4
+  nlfit fit scan.csv.gz --model gaussian --report --plot scan.svg
+  nlfit fit --config job.yaml --json > result.json
+  nlfit decide --points 1e9 --params 3 --memory-limit 8GB
+
+Run 'nlfit <command> --help' for a command's options.`;
+
+export const kFitHelp = `Usage: nlfit fit <data> --model <expr|catalog name> [options]
+       nlfit fit --config job.yaml [options]
+
+Data (positional):
+  data.csv, data.csv.gz     a table with a header row; 'y' is the response, 'sigma'
+                            (optional) its standard deviations, other columns variables
+  table.npy --columns x,y   a 2-D .npy (float64 or float32): its columns' names, in order
+  x=x.npy y=y.npy           one 1-D .npy per column, named
+  x=x.bin y=y.bin:float32   raw little-endian columns (float64 unless :float32)
+  --columns x=time,y=signal name the fit's columns after the data's (renames)
+
+Model:
+  --model <m>               an expression ("a*exp(-b*x)+c") or a catalog model
+                            (see 'nlfit models': exponential, gaussian, poly3, ...)
+  --p0 <list>               starting values: a=5,b=1,c=0 (or 5,1,0 in order of first
+                            appearance); optional for catalog models (guessed)
+  --bounds <list>           b=0:inf,c=-1:1 (inf, -inf or empty for no bound)
+  --fixed <names>           parameters held at their --p0 value: c or c,d
+  --loss <name>             linear (least squares), soft_l1, huber, cauchy, arctan
+  --f-scale <x>             residual scale of a robust loss (default 1)
+  --absolute-sigma          do not rescale the covariance by the reduced chi-square
+  --multistart <n>          n starts (p0 and n-1 sampled), the best kept
+
+Solver:
+  --ftol <x>, --xtol <x>    relative tolerances (default 1e-12; by data size with a
+                            workflow or goal)
+  --gtol <x>                orthogonality tolerance (default 0)
+  --max-fev <n>             most passes over the data (default 100*(params+1))
+  --workflow <name>         auto, standard, chunked, streaming, hpc, quality, fast,
+                            auto_global, large_robust
+  --goal <name>             fast, robust, global, quality, memory_efficient
+  --strategy <name>         auto, standard, chunked, streaming (never changes the answer)
+
+Resources:
+  --threads <n>             worker threads (default: the CPUs this process may use)
+  --memory-limit <size>     memory the fit may use: 512MB, 2GB, 1.5G (a plain number
+                            is MB; default: the container's limit or Slurm's --mem)
+
+Checkpoints:
+  --checkpoint <path>       save the solver's state to this file (every
+                            --checkpoint-every iterations, at a limit, on SIGINT or
+                            SIGTERM); a folder (existing, or ending in /) holds
+                            <data file name>.ckpt, one per data file
+  --checkpoint-every <n>    iterations between checkpoints (default 10)
+  --resume                  continue from the checkpoint when there is one (it must
+                            be for the same data and options)
+
+Output (the result on stdout; progress and notices on stderr):
+  (default)                 a short summary: status, parameters with 95% intervals
+  --report                  the full report (statistics, correlations, intervals,
+                            strategy and why, time); on stderr with --json
+  --json                    the result as JSON, with the effective configuration
+                            ('config', itself a valid job file)
+  --residuals <file>        every point's variables, y, fitted value and residual as
+                            .csv or .csv.gz
+  --plot <file.svg>         data, fitted curve and residuals (one-variable models)
+  --progress                progress lines on stderr even when it is not a terminal
+  --quiet                   no progress and no notices on stderr
+
+Job files:
+  --config <job.json|job.yaml>
+                            every flag as a key in camelCase (maxFev, memoryLimit,
+                            fScale; kebab-case works too), 'data' for the data
+                            arguments; relative paths are relative to the job file.
+                            Flags on the command line win (--json=false turns a
+                            switch off).
+
+${kExitCodesHelp}
+
+Examples:
+  nlfit fit misra1a.csv --model "b1*(1-exp(-b2*x))" --p0 b1=500,b2=1e-4
+  nlfit fit peaks.csv --columns x=energy,y=counts --model gaussian --report
+  nlfit fit table.npy --columns x,y,sigma --model exponential --json > fit.json
+  nlfit fit t=t.bin y=v.bin:float32 --model "a*sin(w*t+p)" --p0 a=1,w=6,p=0 --bounds a=0:inf
+  nlfit fit big.csv.gz --model logistic --memory-limit 2GB --residuals res.csv.gz --plot fit.svg
+  nlfit fit --config job.yaml --threads 8 --checkpoint $SCRATCH/ckpt --resume
+
+  # job.yaml
+  data: runs/042.csv
+  model: a*exp(-b*x)+c
+  p0: { a: 5, b: 1, c: 0 }
+  bounds: { b: [0, null] }
+  memoryLimit: 2GB`;
+
+export const kDecideHelp = `Usage: nlfit decide --points N --params P [options]
+
+Prints how a fit of that size would run on this machine (in memory on the
+calling thread, on the worker pool, or streamed from its file) and why, with
+the memory arithmetic. Nothing is fitted.
+
+  --points <n>              data points (1e8 is fine)
+  --params <n>              fitted parameters
+  --variables <n>           variable columns the model reads (default 1)
+  --weighted                a sigma column is read too
+  --data <where>            file (default), memory or stream
+  --workflow <name>         as for nlfit fit (default auto)
+  --memory-limit <size>     512MB, 2GB, 1.5G (default: as nlfit fit detects it)
+  --threads <n>             worker threads (default: the CPUs this process may use)
+  --json                    the decision as JSON
+
+Exit codes: 0 done, 2 usage error.
+
+Examples:
+  nlfit decide --points 1e8 --params 3 --memory-limit 160MB
+  nlfit decide --points 5e6 --params 5 --variables 2 --data memory --json`;
+
+export const kModelsHelp = `Usage: nlfit models [--json]
+
+Lists the catalog models: name, expression, what it describes and what each
+parameter means. Give the name to --model; p0 is then optional (guessed from
+the data).
+
+Examples:
+  nlfit models
+  nlfit fit scan.csv --model gaussian --p0 mu=3.1`;
+
+export const kDemoHelp = `Usage: nlfit demo [--points N] [--threads N] [--seed N]
+
+Generates y = 5*exp(-1.3*x) + 0.7 + noise on [0, 5] and fits a*exp(-b*x)+c
+on all cores, then prints the report, the time and the throughput (what
+'npm start' runs).
+
+  --points <n>    data points (default 10000000)
+  --threads <n>   worker threads (default: the CPUs this process may use)
+  --seed <n>      noise seed (default 1)
+
+Examples:
+  nlfit demo
+  nlfit demo --points 1e6 --threads 2`;
