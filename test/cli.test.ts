@@ -329,40 +329,54 @@ describe('nlfit demo, help and version', () => {
 });
 
 describe('interruption and checkpoints', () => {
-  it('stops on SIGTERM with exit 143 after writing the checkpoint, and --resume ends with the same bits', async () => {
-    // 4e6 points on one thread: about 40 passes of a few ms each after the signal is sent at the first.
-    const n = 4_000_000;
-    const x = new Float64Array(n);
-    const y = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      x[i] = (5 * i) / (n - 1);
-      y[i] = 5 * Math.exp(-1.3 * x[i]!) + 0.7 + 0.05 * Math.sin(12345.678 * i);
-    }
-    writeFileSync(join(dir, 'big-x.bin'), x);
-    writeFileSync(join(dir, 'big-y.bin'), y);
-    const args = ['fit', 'x=big-x.bin', 'y=big-y.bin', '--model', 'a*exp(-b*x)+c*sin(d*x)', '--p0', 'a=1,b=20,c=5,d=3', '--threads', '1', '--json'];
-    const child = spawn(process.execPath, [cli, ...args, '--checkpoint', 'ckpt/', '--checkpoint-every', '1', '--progress'], { cwd: dir });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (/\npass 1 /.test(stderr) && !child.killed) child.kill('SIGTERM');
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expect(code, stderr).toBe(143);
-    expect(stdout).toBe('');
-    expect(stderr).toMatch(/nlfit: interrupted by SIGTERM; the checkpoint is ckpt\/big-x\.ckpt: run the same command with --resume/);
-    expect(existsSync(join(dir, 'ckpt', 'big-x.ckpt'))).toBe(true);
+  // A streaming fit (--memory-limit below the 64 MB of data) killed mid-run, by SIGTERM (exit 143, the
+  // checkpoint written on the way out) and by SIGKILL (no chance to write: the last periodic checkpoint
+  // must be intact); each time --resume ends with the bits of an uninterrupted run.
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`a streaming fit stopped by ${signal} mid-run resumes with --resume to the same bits`, async () => {
+      const n = 4_000_000;
+      if (!existsSync(join(dir, 'big-x.bin'))) {
+        const x = new Float64Array(n);
+        const y = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          x[i] = (5 * i) / (n - 1);
+          y[i] = 5 * Math.exp(-1.3 * x[i]!) + 0.7 + 0.05 * Math.sin(12345.678 * i);
+        }
+        writeFileSync(join(dir, 'big-x.bin'), x);
+        writeFileSync(join(dir, 'big-y.bin'), y);
+      }
+      const ckpt = `ckpt-${signal}/`;
+      const args = ['fit', 'x=big-x.bin', 'y=big-y.bin', '--model', 'a*exp(-b*x)+c*sin(d*x)', '--p0', 'a=1,b=20,c=5,d=3', '--threads', '1', '--memory-limit', '40MB', '--json'];
+      const child = spawn(process.execPath, [cli, ...args, '--checkpoint', ckpt, '--checkpoint-every', '1', '--progress'], { cwd: dir });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        // SIGTERM at the first pass; SIGKILL once a periodic checkpoint exists.
+        const ready = signal === 'SIGTERM' ? /\npass 1 /.test(stderr) : /written at iteration 3 /.test(stderr);
+        if (ready && !child.killed) child.kill(signal);
+      });
+      const [code, killedBy] = await new Promise<[number | null, string | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
+      if (signal === 'SIGTERM') {
+        expect(code, stderr).toBe(143);
+        expect(stderr).toMatch(/nlfit: interrupted by SIGTERM; the checkpoint is ckpt-SIGTERM\/big-x\.ckpt: run the same command with --resume/);
+      } else {
+        expect(killedBy, stderr).toBe('SIGKILL');
+      }
+      expect(stdout).toBe('');
+      expect(existsSync(join(dir, ckpt, 'big-x.ckpt'))).toBe(true);
 
-    const resumed = nlfit(...args, '--checkpoint', 'ckpt/', '--resume');
-    expect(resumed.status).toBe(0);
-    const whole = nlfit(...args);
-    const a = parseResult(resumed.stdout);
-    const b = parseResult(whole.stdout);
-    for (const name of ['a', 'b', 'c', 'd']) expect(Object.is(a.params[name], b.params[name])).toBe(true);
-    expect(a.nfev).toBe(b.nfev);
-  }, 60_000);
+      const resumed = nlfit(...args, '--checkpoint', ckpt, '--resume');
+      expect(resumed.status, resumed.stderr).toBe(0);
+      const whole = nlfit(...args);
+      const a = parseResult(resumed.stdout);
+      const b = parseResult(whole.stdout);
+      expect(a.strategy).toBe('streaming');
+      for (const name of ['a', 'b', 'c', 'd']) expect(Object.is(a.params[name], b.params[name])).toBe(true);
+      expect(a.nfev).toBe(b.nfev);
+    }, 60_000);
+  }
 
   it('--resume refuses a checkpoint written for other options (exit 2) and reports the one it resumes', () => {
     const first = nlfit('fit', csv, '--model', misraModel, '--p0', '500,1e-4', '--checkpoint', 'misra.ckpt', '--checkpoint-every', '1');
