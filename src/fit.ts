@@ -189,6 +189,10 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       return { chunkBlocks: Math.max(1, Math.floor(next.chunkSize / kBlockSize)), chunksInFlight: next.chunksInFlight };
     };
     const evaluator = chooseEvaluator(pool, job, model, decision, memory, source, relieve);
+    if (job.onProgress) {
+      const report = job.onProgress;
+      evaluator.onBlocks = (done, total) => report({ type: 'pass-progress', fraction: done / total, elapsedMs: performance.now() - started });
+    }
     const setupMs = performance.now() - started;
 
     let totalSumOfSquares = NaN;
@@ -210,7 +214,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
           totalSumOfSquares = audit.totalSumOfSquares;
         },
         onPass: job.onProgress
-          ? (_, iteration, cost) => job.onProgress!({ type: 'pass', pass: ++passes, iteration, cost, elapsedMs: performance.now() - started })
+          ? (_, iteration, cost, damping) => job.onProgress!({ type: 'pass', pass: ++passes, iteration, cost, damping, elapsedMs: performance.now() - started })
           : undefined,
       });
     let run: Awaited<ReturnType<typeof solve>>;

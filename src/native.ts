@@ -45,6 +45,8 @@ export interface NativeSolverState {
   message: string;
   x: Float64Array;
   fnorm: number;
+  /** The Levenberg-Marquardt parameter of the last step (0: Gauss-Newton). */
+  damping: number;
   iterations: number;
   nfev: number;
   njev: number;

@@ -33,7 +33,8 @@ export type DataInput = Record<string, ColumnInput> | string | ColumnSource | As
 /** What fit() reports while it runs (onProgress). */
 export type ProgressEvent =
   /** A pass over the data has been told to the solver: `iteration` accepted steps so far. */
-  | { type: 'pass'; pass: number; iteration: number; /** Cost at the best point so far. */ cost: number; elapsedMs: number }
+  | { type: 'pass'; pass: number; iteration: number; /** Cost at the best point so far. */ cost: number; /** LM parameter of the last step. */ damping: number; elapsedMs: number }
+  | { type: 'pass-progress'; /** Fraction of the current pass's blocks done (pooled and streaming passes). */ fraction: number; elapsedMs: number }
   | ({ type: 'pressure' } & PressureReading & { applied: { chunkSize: number; chunksInFlight: number } | null })
   /** The checkpoint file now holds the solver at `iteration` after `nfev` passes (the `written`-th write of this fit). */
   | { type: 'checkpoint'; path: string; iteration: number; nfev: number; written: number };

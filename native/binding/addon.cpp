@@ -469,6 +469,7 @@ class Solver : public Napi::ObjectWrap<Solver> {
       o.Set("message", nlfit::lmStatusMessage(status, lm_->options()));
       o.Set("x", copyOut(env, lm_->x().data(), lm_->x().size()));
       o.Set("fnorm", lm_->fnorm());
+      o.Set("damping", lm_->damping());
       o.Set("iterations", static_cast<double>(lm_->iterations()));
       o.Set("nfev", static_cast<double>(lm_->nfev()));
       o.Set("njev", static_cast<double>(lm_->njev()));

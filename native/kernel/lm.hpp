@@ -108,6 +108,8 @@ class LevenbergMarquardt {
   // Factor at x() (the best point): what covariance and gradient use.
   const std::vector<double>& factor() const { return factorAtX_; }
   double fnorm() const { return fnorm_; }
+  // The Levenberg-Marquardt parameter of the last step (0: a Gauss-Newton step).
+  double damping() const { return par_; }
   int64_t iterations() const { return iterations_; }
   int64_t nfev() const { return nfev_; }
   int64_t njev() const { return njev_; }

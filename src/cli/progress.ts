@@ -2,7 +2,8 @@
  * The live progress line of `nlfit fit`, on stderr only (stdout carries the
  * result, so `--json > result.json` is never mixed with progress):
  *
- *   pass 7 | iteration 5 | 41.3M points/s | 0.84 s | RSS 312.0 MB | checkpoint at iteration 5
+ *   pass 7 | iteration 5 | cost 1.234568e+3 (-2.1e-4) | damping 3.2e-3 | 41.3M points/s | 0.84 s | RSS 312.0 MB
+ *   pass 8: 42% of the data | 0.91 s | RSS 312.0 MB          (during a long pass)
  *
  * On a terminal the line is rewritten in place (\r); in 'log' mode (a batch
  * log, --progress) each update is a line of its own, at most one a second;
@@ -61,6 +62,7 @@ export class ProgressLine {
   private previousCost: number | null = null;
   private pending: string | null = null;
   private checkpointIteration: number | null = null;
+  private passesDone = 0;
   private shown = false;
 
   constructor(stream: ProgressStream, options: ProgressOptions) {
@@ -89,7 +91,16 @@ export class ProgressLine {
         this.checkpointIteration = event.iteration;
         return;
       case 'pass': {
+        this.passesDone = event.pass;
         this.pending = this.describe(event);
+        const now = this.options.now();
+        if (now - this.lastWrite >= this.options.intervalMs) this.flush(now);
+        return;
+      }
+      case 'pass-progress': {
+        // A long pass shows how far it has got; short ones finish before the next update.
+        if (event.fraction >= 1) return;
+        this.pending = `pass ${this.passesDone + 1}: ${(event.fraction * 100).toFixed(0)}% of the data | ${seconds(event.elapsedMs)} | RSS ${formatBytes(this.options.rss())}`;
         const now = this.options.now();
         if (now - this.lastWrite >= this.options.intervalMs) this.flush(now);
         return;
@@ -129,6 +140,8 @@ export class ProgressLine {
       parts.push(`cost ${cost.toExponential(6)}${change}`);
       this.previousCost = cost;
     }
+    const damping = (event as { damping?: unknown }).damping;
+    if (typeof damping === 'number') parts.push(`damping ${damping.toExponential(1)}`);
     const passMs = event.elapsedMs - this.previousElapsedMs;
     this.previousElapsedMs = event.elapsedMs;
     if (passMs > 0) parts.push(`${si((this.options.nPoints / passMs) * 1000)} points/s`);

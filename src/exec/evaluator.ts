@@ -49,6 +49,8 @@ export interface Evaluator {
   /** Set once the first pass has completed. */
   readonly audit: DataAudit | null;
   evaluate(params: Float64Array): Promise<PassResult>;
+  /** Called as a pass's blocks complete (pooled and streaming passes): blocks done of the total. */
+  onBlocks?: ((done: number, total: number) => void) | undefined;
 }
 
 /** Sums per-block costs in block order (the same bits however the blocks were split). */

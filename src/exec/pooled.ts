@@ -38,6 +38,7 @@ export class PooledEvaluator implements Evaluator {
   private chunkBlocks = 0;
   private inFlight: number;
   audit: DataAudit | null = null;
+  onBlocks: ((done: number, total: number) => void) | undefined = undefined;
 
   constructor(
     private readonly pool: Piscina,
@@ -77,6 +78,7 @@ export class PooledEvaluator implements Evaluator {
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
     const loss = this.options.loss ?? null;
     const costs = loss ? sharedFloat64(nBlocks) : null;
+    let doneBlocks = 0;
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
     let failed = false;
@@ -109,6 +111,10 @@ export class PooledEvaluator implements Evaluator {
         }
         parts[index] = part.roots;
         this.stats.kernelMs += part.kernelMs;
+        if (this.onBlocks) {
+          doneBlocks += blockEnd - blockStart;
+          this.onBlocks(doneBlocks, nBlocks);
+        }
       }
     };
     const runners = Math.min(this.inFlight, this.ranges.length);

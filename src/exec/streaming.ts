@@ -64,6 +64,7 @@ export class StreamingEvaluator implements Evaluator {
   readonly kind = 'streaming' as const;
   readonly stats: StreamStats = { passes: 0, evaluateMs: 0, kernelMs: 0, readMs: 0, peakBufferBytes: 0 };
   audit: DataAudit | null = null;
+  onBlocks: ((done: number, total: number) => void) | undefined = undefined;
   private readonly key = `${process.pid}:stream:${++streamCounter}:${Date.now()}`;
   private readonly names: string[];
   private shape: StreamShape;
@@ -95,6 +96,7 @@ export class StreamingEvaluator implements Evaluator {
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
     const loss = this.options.loss ?? null;
     const costs = loss ? sharedFloat64(nBlocks) : null;
+    let doneBlocks = 0;
     const parts: Float64Array[] = [];
     const running: Array<Promise<void>> = [];
     let failure: { error: unknown } | null = null;
@@ -142,6 +144,10 @@ export class StreamingEvaluator implements Evaluator {
             parts[index] = part.roots;
             this.stats.kernelMs += part.kernelMs;
             this.release(slot);
+            if (this.onBlocks) {
+              doneBlocks += blockEnd - task.blockStart;
+              this.onBlocks(doneBlocks, nBlocks);
+            }
           },
           (error: unknown) => {
             failure ??= { error };

@@ -36,7 +36,7 @@ export interface SolverHooks {
    */
   afterFirstPass?: () => void | Promise<void>;
   /** Called after every pass has been told, with the passes so far and the accepted iterations. */
-  onPass?: (pass: number, iterations: number, cost: number) => void;
+  onPass?: (pass: number, iterations: number, cost: number, damping: number) => void;
   /** Stop after this many accepted steps. */
   maxIterations?: number | null;
   /** Stop when performance.now() passes this (checked between passes). */
@@ -109,7 +109,7 @@ export async function runSolver(
       if (checkpoint && iterations % checkpoint.everyIterations === 0 && solver.ask() !== null) await checkpoint.save(solver);
     }
     // The cost at the best point so far (0.5 |r|^2, or the robust cost).
-    hooks.onPass?.(passes, iterations, 0.5 * now.fnorm * now.fnorm);
+    hooks.onPass?.(passes, iterations, 0.5 * now.fnorm * now.fnorm, now.damping);
   }
   return { state: solver.state(), solverMs, limit };
 }
