@@ -4,12 +4,14 @@
       "target_name": "nlfit",
       "sources": [
         "native/binding/addon.cpp",
+        "native/kernel/batch.cpp",
         "native/kernel/columns.cpp",
         "native/kernel/lm.cpp",
         "native/kernel/loss.cpp",
         "native/kernel/program.cpp",
         "native/kernel/rowblocks.cpp",
-        "native/kernel/tsqr.cpp"
+        "native/kernel/tsqr.cpp",
+        "native/kernel/tsqr_narrow.cpp"
       ],
       "include_dirs": ["<!(node native/build-flags.cjs napi-include)"],
       "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

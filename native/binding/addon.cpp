@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernel/batch.hpp"
 #include "../kernel/columns.hpp"
 #include "../kernel/layout.hpp"
 #include "../kernel/loss.hpp"
@@ -489,6 +490,296 @@ class Solver : public Napi::ObjectWrap<Solver> {
   std::unique_ptr<nlfit::LevenbergMarquardt> lm_;
 };
 
+// ---- fitBatch -----------------------------------------------------------------
+
+// What a value is, for messages: "number 1.5", "string", "undefined".
+std::string describeValue(const Napi::Value& v) {
+  if (v.IsNumber()) return "number " + v.ToString().Utf8Value();
+  if (v.IsBoolean()) return std::string("boolean ") + (v.As<Napi::Boolean>().Value() ? "true" : "false");
+  if (v.IsNull()) return "null";
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsTypedArray()) {
+    static const char* const kNames[] = {"Int8Array",   "Uint8Array",   "Uint8ClampedArray", "Int16Array",
+                                         "Uint16Array", "Int32Array",   "Uint32Array",       "Float32Array",
+                                         "Float64Array", "BigInt64Array", "BigUint64Array"};
+    const int t = static_cast<int>(v.As<Napi::TypedArray>().TypedArrayType());
+    return t >= 0 && t < 11 ? kNames[t] : "a typed array";
+  }
+  if (v.IsArray()) return "an array";
+  if (v.IsString()) return "a string";
+  if (v.IsFunction()) return "a function";
+  return "an object";
+}
+
+// The fields of a fitBatch spec, each checked as it is read; every message
+// names the field: "fitBatch: Expected Float64Array for spec.y but received
+// undefined".
+class SpecReader {
+ public:
+  SpecReader(Napi::Env env, Napi::Object spec, std::string prefix) : env_(env), spec_(spec), prefix_(std::move(prefix)) {}
+
+  bool has(const char* key) const {
+    const Napi::Value v = spec_.Get(key);
+    return !v.IsUndefined() && !v.IsNull();
+  }
+  Napi::Value get(const char* key) const { return spec_.Get(key); }
+  [[noreturn]] void typeError(const char* key, const char* expected, const Napi::Value& v) const {
+    throwType(env_, "fitBatch: Expected " + std::string(expected) + " for " + name(key) + " but received " +
+                        describeValue(v));
+  }
+  [[noreturn]] void rangeError(const char* key, const std::string& what) const {
+    throwRange(env_, "fitBatch: " + name(key) + " " + what);
+  }
+  std::string name(const char* key) const { return prefix_ + key; }
+
+  template <typename Array>
+  Array typed(const char* key, napi_typedarray_type type, const char* typeName) const {
+    const Napi::Value v = spec_.Get(key);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) typeError(key, typeName, v);
+    return v.As<Array>();
+  }
+  Napi::Float64Array float64(const char* key) const {
+    return typed<Napi::Float64Array>(key, napi_float64_array, "Float64Array");
+  }
+  // A Float64Array of exactly `length` values.
+  Napi::Float64Array float64(const char* key, int64_t length, const char* what) const {
+    Napi::Float64Array a = float64(key);
+    if (static_cast<int64_t>(a.ElementLength()) != length) {
+      rangeError(key, "has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(length) + " (" +
+                          what + ")");
+    }
+    return a;
+  }
+  double number(const char* key) const {
+    const Napi::Value v = spec_.Get(key);
+    if (!v.IsNumber()) typeError(key, "number", v);
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  double finiteAtLeast(const char* key, double min, bool strict) const {
+    const double d = number(key);
+    if (!std::isfinite(d) || (strict ? !(d > min) : !(d >= min))) {
+      rangeError(key, std::string("must be a finite number ") + (strict ? "> " : ">= ") + shortText(min) +
+                          " but is " + shortText(d));
+    }
+    return d;
+  }
+  int64_t integer(const char* key, int64_t min, int64_t max) const {
+    const double d = number(key);
+    if (!(d == std::floor(d)) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+      rangeError(key, "must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "] but is " +
+                          shortText(d));
+    }
+    return static_cast<int64_t>(d);
+  }
+  bool boolean(const char* key, bool fallback) const {
+    const Napi::Value v = spec_.Get(key);
+    if (v.IsUndefined()) return fallback;
+    if (!v.IsBoolean()) typeError(key, "boolean", v);
+    return v.As<Napi::Boolean>().Value();
+  }
+
+ private:
+  std::string shortText(double d) const { return Napi::Number::New(env_, d).ToString().Utf8Value(); }
+  Napi::Env env_;
+  Napi::Object spec_;
+  std::string prefix_;
+};
+
+// fitBatch(spec) -> undefined. Fits curves [spec.curveStart, spec.curveEnd)
+// of a batch (native/kernel/batch.hpp) and writes their results into
+// spec.out in place (the arrays may be views of SharedArrayBuffers that
+// several workers fill, each its own curve range). Synchronous: call it from
+// a worker thread. The spec (M curves, p = nParams):
+//   code: Int32Array, consts: Float64Array   the model (bytecode.hpp); verified on every call
+//   nParams       p, as the program declares it
+//   x             array of Float64Array, one per model variable: shared by
+//                 every curve (at least the longest curve's length), or with
+//   xPerCurve     true, laid out like y
+//   y             Float64Array of every curve's points back to back
+//   offsets       Float64Array of M + 1 nondecreasing integers: curve c is
+//                 y[offsets[c], offsets[c+1]); or, without offsets,
+//   n             points per curve (M = y.length / n)
+//   sigma         optional Float64Array laid out like y (not with estimator 1)
+//   p0            Float64Array of p (shared) or M * p values
+//   lower, upper  optional Float64Array of p (shared) or M * p values each
+//                 (the same layout when both are given); +-Infinity for none
+//   loss          optional 0..4 (loss.hpp) with fScale > 0 (default 1)
+//   estimator     optional 0 (least squares, default) or 1 (Poisson maximum likelihood)
+//   ftol, xtol, gtol  finite numbers >= 0; maxFev integer >= 1; factor finite > 0
+//   absoluteSigma optional boolean (default false)
+//   curveStart, curveEnd   0 <= curveStart <= curveEnd <= M
+//   out           { params, stderr: Float64Array (M * p); chi2, iterations,
+//                 nfev: Float64Array (M); status: Uint8Array (M) }; status
+//                 codes are indices into batchStatusNames.
+// TypeError for a field of the wrong type, RangeError for a wrong value or
+// size (and an invalid program); both name the field.
+void fitBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray()) {
+    throwType(env, "fitBatch: Expected an object (the batch spec) but received " +
+                       (info.Length() < 1 ? std::string("no argument") : describeValue(info[0])));
+  }
+  const SpecReader spec(env, info[0].As<Napi::Object>(), "spec.");
+
+  // The model.
+  const Napi::Int32Array code = spec.typed<Napi::Int32Array>("code", napi_int32_array, "Int32Array");
+  const Napi::Float64Array consts = spec.float64("consts");
+  nlfit::BatchProblem problem;
+  try {
+    problem.program = nlfit::Program::verify(code.Data(), static_cast<int64_t>(code.ElementLength()), consts.Data(),
+                                             static_cast<int64_t>(consts.ElementLength()));
+  } catch (const nlfit::ProgramError& e) {
+    throwRange(env, std::string("fitBatch: invalid model program: ") + e.what());
+  }
+  const int p = problem.program->nParams();
+  const int64_t nParams = spec.integer("nParams", 1, nlfit::kMaxParams);
+  if (nParams != p) {
+    spec.rangeError("nParams", "is " + std::to_string(nParams) + " but the program has " + std::to_string(p) + " parameters");
+  }
+
+  // The curves.
+  const Napi::Float64Array y = spec.float64("y");
+  problem.y = y.Data();
+  problem.yLength = static_cast<int64_t>(y.ElementLength());
+  if (spec.has("offsets")) {
+    const Napi::Float64Array offsets = spec.float64("offsets");
+    if (offsets.ElementLength() < 1) spec.rangeError("offsets", "is empty: expected M + 1 values");
+    problem.offsets = offsets.Data();
+    problem.nCurves = static_cast<int64_t>(offsets.ElementLength()) - 1;
+  } else {
+    const int64_t n = spec.integer("n", 1, int64_t{1} << 52);
+    if (problem.yLength % n != 0) {
+      spec.rangeError("y", "has " + std::to_string(problem.yLength) + " values, not a whole number of curves of n = " +
+                               std::to_string(n) + " points");
+    }
+    problem.pointsPerCurve = n;
+    problem.nCurves = problem.yLength / n;
+  }
+  const int64_t m = problem.nCurves;
+  const int64_t curveStart = spec.integer("curveStart", 0, m);
+  const int64_t curveEnd = spec.integer("curveEnd", curveStart, m);
+  // The longest curve of the range, which a shared x must cover (the kernel
+  // checks the offsets themselves).
+  int64_t longest = problem.pointsPerCurve;
+  if (problem.offsets != nullptr) {
+    longest = 0;
+    for (int64_t c = curveStart; c < curveEnd; ++c) {
+      const double d = problem.offsets[c + 1] - problem.offsets[c];
+      if (!(d >= 0.0)) {
+        spec.rangeError("offsets", "must be nondecreasing but offsets[" + std::to_string(c + 1) + "] is below offsets[" +
+                                       std::to_string(c) + "]");
+      }
+      if (d > static_cast<double>(longest) && d <= static_cast<double>(problem.yLength)) longest = static_cast<int64_t>(d);
+    }
+  }
+  problem.xPerCurve = spec.boolean("xPerCurve", false);
+  const Napi::Value xValue = spec.get("x");
+  if (!xValue.IsArray()) spec.typeError("x", "an array of Float64Array", xValue);
+  const Napi::Array xArray = xValue.As<Napi::Array>();
+  if (static_cast<int>(xArray.Length()) != problem.program->nVars()) {
+    spec.rangeError("x", "has " + std::to_string(xArray.Length()) + " columns but the model reads " +
+                             std::to_string(problem.program->nVars()) + " variables");
+  }
+  std::vector<const double*> xColumns;
+  for (uint32_t v = 0; v < xArray.Length(); ++v) {
+    const std::string key = "x[" + std::to_string(v) + "]";
+    const Napi::Value column = xArray.Get(v);
+    if (!column.IsTypedArray() || column.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      spec.typeError(key.c_str(), "Float64Array", column);
+    }
+    const Napi::Float64Array a = column.As<Napi::Float64Array>();
+    const int64_t length = static_cast<int64_t>(a.ElementLength());
+    if (problem.xPerCurve ? length != problem.yLength : length < longest) {
+      spec.rangeError(key.c_str(), "has " + std::to_string(length) + " values, expected " +
+                                       (problem.xPerCurve ? std::to_string(problem.yLength) + " (per curve: laid out like y)"
+                                                          : "at least " + std::to_string(longest) +
+                                                                " (shared: the longest curve of the range)"));
+    }
+    xColumns.push_back(a.Data());
+  }
+  problem.x = xColumns.data();
+  problem.nVars = static_cast<int>(xColumns.size());
+  if (spec.has("sigma")) problem.sigma = spec.float64("sigma", problem.yLength, "laid out like y").Data();
+
+  // Starts and bounds: p values (shared) or M * p.
+  auto perCurveLength = [&](const char* key, const Napi::Float64Array& a) -> bool {
+    const int64_t length = static_cast<int64_t>(a.ElementLength());
+    if (length == p) return false;
+    if (length == m * p) return true;
+    spec.rangeError(key, "has " + std::to_string(length) + " values, expected " + std::to_string(p) +
+                             " (shared) or " + std::to_string(m * p) + " (M x p, one row per curve)");
+  };
+  const Napi::Float64Array p0 = spec.float64("p0");
+  problem.p0PerCurve = perCurveLength("p0", p0);
+  problem.p0 = p0.Data();
+  if (spec.has("lower")) {
+    const Napi::Float64Array lower = spec.float64("lower");
+    problem.boundsPerCurve = perCurveLength("lower", lower);
+    problem.lower = lower.Data();
+  }
+  if (spec.has("upper")) {
+    const Napi::Float64Array upper = spec.float64("upper");
+    const bool perCurve = perCurveLength("upper", upper);
+    if (problem.lower != nullptr && perCurve != problem.boundsPerCurve) {
+      spec.rangeError("upper", "must have the layout of lower (both shared or both M x p)");
+    }
+    problem.boundsPerCurve = perCurve;
+    problem.upper = upper.Data();
+  }
+
+  // Options.
+  if (spec.has("loss")) {
+    problem.loss = static_cast<nlfit::Loss>(spec.integer("loss", 0, nlfit::kLossCount - 1));
+    if (spec.has("fScale")) problem.fScale = spec.finiteAtLeast("fScale", 0.0, true);
+  }
+  if (spec.has("estimator")) problem.estimator = static_cast<nlfit::Estimator>(spec.integer("estimator", 0, 1));
+  if (problem.estimator == nlfit::Estimator::Poisson) {
+    if (problem.sigma != nullptr) spec.rangeError("sigma", "is not allowed with estimator 1 (Poisson): the model is the variance");
+    if (problem.loss != nlfit::Loss::Linear) spec.rangeError("loss", "must be 0 (linear) with estimator 1 (Poisson)");
+  }
+  problem.ftol = spec.finiteAtLeast("ftol", 0.0, false);
+  problem.xtol = spec.finiteAtLeast("xtol", 0.0, false);
+  problem.gtol = spec.finiteAtLeast("gtol", 0.0, false);
+  problem.factor = spec.finiteAtLeast("factor", 0.0, true);
+  problem.maxFev = spec.integer("maxFev", 1, int64_t{1} << 40);
+  problem.absoluteSigma = spec.boolean("absoluteSigma", false);
+
+  // The output.
+  const Napi::Value outValue = spec.get("out");
+  if (!outValue.IsObject() || outValue.IsArray() || outValue.IsTypedArray()) spec.typeError("out", "an object", outValue);
+  const SpecReader out(env, outValue.As<Napi::Object>(), "spec.out.");
+  nlfit::BatchOutput output;
+  output.params = out.float64("params", m * p, "M x p").Data();
+  output.stdErrors = out.float64("stderr", m * p, "M x p").Data();
+  output.chi2 = out.float64("chi2", m, "one per curve").Data();
+  output.iterations = out.float64("iterations", m, "one per curve").Data();
+  output.nfev = out.float64("nfev", m, "one per curve").Data();
+  Napi::Uint8Array status = out.typed<Napi::Uint8Array>("status", napi_uint8_array, "Uint8Array");
+  if (static_cast<int64_t>(status.ElementLength()) != m) {
+    out.rangeError("status", "has " + std::to_string(status.ElementLength()) + " values, expected " + std::to_string(m) +
+                                 " (one per curve)");
+  }
+  output.status = status.Data();
+
+  guarded(env, [&]() {
+    try {
+      nlfit::fitCurves(problem, curveStart, curveEnd, output);
+    } catch (const std::invalid_argument& e) {
+      // The kernel names itself; here the caller knows it as fitBatch.
+      const std::string message = e.what();
+      const std::string kernelName = "fitCurves: ";
+      throwRange(env, "fitBatch: " + (message.rfind(kernelName, 0) == 0 ? message.substr(kernelName.size()) : message));
+    }
+  });
+}
+
+// batchStatusNames[code]: the name of a fitBatch status code.
+Napi::Array batchStatusNames(Napi::Env env) {
+  Napi::Array names = Napi::Array::New(env, nlfit::kBatchStatusCount);
+  for (int s = 0; s < nlfit::kBatchStatusCount; ++s) names.Set(static_cast<uint32_t>(s), nlfit::batchStatusName(s));
+  return names;
+}
+
 class NlfitAddon : public Napi::Addon<NlfitAddon> {
  public:
   NlfitAddon(Napi::Env env, Napi::Object exports) {
@@ -500,12 +791,19 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceMethod<&NlfitAddon::ScanResponse>("scanResponse", napi_enumerable),
                           InstanceMethod<&NlfitAddon::MergeMoments>("mergeMoments", napi_enumerable),
                           InstanceMethod<&NlfitAddon::ReduceBlocks>("reduceBlocks", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::FitBatch>("fitBatch", napi_enumerable),
+                          InstanceValue("batchStatusNames", batchStatusNames(env), napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
                           InstanceValue("bytecodeVersion", Napi::Number::New(env, nlfit::kVersion), napi_enumerable)});
   }
 
  private:
+  Napi::Value FitBatch(const Napi::CallbackInfo& info) {
+    fitBatch(info);
+    return info.Env().Undefined();
+  }
+
   // firstNonFinite(values: Float64Array) -> index or -1
   Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
     const Napi::Float64Array values = float64Arg(info[0], "values");

@@ -56,23 +56,24 @@ namespace {
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 constexpr double kDwarf = std::numeric_limits<double>::min();
 
-double norm(const std::vector<double>& v) { return stableNorm(v.data(), static_cast<int64_t>(v.size())); }
-
-// |D v|: the norm of v in the scaled variables.
+// |D v|: the norm of v in the scaled variables. (Scratch on the stack here
+// and below: p <= kMaxParams, and a step allocates nothing, which matters
+// when the batch fitter runs millions of small fits.)
 double scaledNorm(const std::vector<double>& diag, const std::vector<double>& v) {
-  std::vector<double> dv(v.size());
+  double dv[kMaxParams];
   for (size_t j = 0; j < v.size(); ++j) dv[j] = diag[j] * v[j];
-  return norm(dv);
+  return stableNorm(dv, static_cast<int64_t>(v.size()));
 }
 
 // Solves min |[R; D P^T] z - [qtb; 0]| for the pivoted upper triangle r,
 // rotating the diagonal D (already including sqrt(par)) into r with Givens
 // rotations. Keeps r's upper triangle; stores the rotated triangle S^T in r's
 // strict lower triangle and S's diagonal in sdiag (lmpar needs them).
-void qrsolv(int n, std::vector<double>& r, const std::vector<int>& ipvt, const std::vector<double>& d,
+void qrsolv(int n, std::vector<double>& r, const std::vector<int>& ipvt, const double* d,
             const std::vector<double>& qtb, std::vector<double>& x, std::vector<double>& sdiag) {
   auto R = [&](int i, int j) -> double& { return r[i + static_cast<size_t>(j) * n]; };
-  std::vector<double> wa(qtb.begin(), qtb.begin() + n);
+  double wa[kMaxParams];
+  std::copy(qtb.begin(), qtb.begin() + n, wa);
   for (int j = 0; j < n; ++j) {
     for (int i = j; i < n; ++i) R(i, j) = R(j, i);
     x[j] = R(j, j);
@@ -131,7 +132,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
            const std::vector<double>& qtb, double delta, double& par, std::vector<double>& x,
            std::vector<double>& sdiag) {
   auto R = [&](int i, int j) -> double& { return r[i + static_cast<size_t>(j) * n]; };
-  std::vector<double> wa1(n), wa2(n);
+  double wa1[kMaxParams], wa2[kMaxParams] = {};
   // Gauss-Newton direction (least squares if R is singular).
   int nsing = n;
   for (int j = 0; j < n; ++j) {
@@ -147,7 +148,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
   for (int j = 0; j < n; ++j) x[ipvt[j]] = wa1[j];
 
   for (int j = 0; j < n; ++j) wa2[j] = diag[j] * x[j];
-  double dxnorm = norm(wa2);
+  double dxnorm = stableNorm(wa2, n);
   double fp = dxnorm - delta;
   if (fp <= 0.1 * delta) {
     par = 0.0;
@@ -165,7 +166,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
       for (int i = 0; i < j; ++i) sum += R(i, j) * wa1[i];
       wa1[j] = (wa1[j] - sum) / R(j, j);
     }
-    const double t = norm(wa1);
+    const double t = stableNorm(wa1, n);
     parl = ((fp / delta) / t) / t;
   }
   // Upper bound from the scaled gradient.
@@ -174,7 +175,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
     for (int i = 0; i <= j; ++i) sum += R(i, j) * qtb[i];
     wa1[j] = sum / diag[ipvt[j]];
   }
-  const double gnorm = norm(wa1);
+  const double gnorm = stableNorm(wa1, n);
   double paru = gnorm / delta;
   if (paru == 0.0) paru = kDwarf / std::min(delta, 0.1);
 
@@ -187,7 +188,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
     for (int j = 0; j < n; ++j) wa1[j] = sp * diag[j];
     qrsolv(n, r, ipvt, wa1, qtb, x, sdiag);
     for (int j = 0; j < n; ++j) wa2[j] = diag[j] * x[j];
-    dxnorm = norm(wa2);
+    dxnorm = stableNorm(wa2, n);
     const double previous = fp;
     fp = dxnorm - delta;
     if (std::fabs(fp) <= 0.1 * delta || (parl == 0.0 && fp <= previous && previous < 0.0) || iter == 10) break;
@@ -201,7 +202,7 @@ void lmpar(int n, std::vector<double>& r, const std::vector<int>& ipvt, const st
       const double t = wa1[j];
       for (int i = j + 1; i < n; ++i) wa1[i] -= R(i, j) * t;
     }
-    const double t = norm(wa1);
+    const double t = stableNorm(wa1, n);
     const double parc = ((fp / delta) / t) / t;
     if (fp > 0.0) parl = std::max(parl, par);
     if (fp < 0.0) paru = std::min(paru, par);
@@ -222,11 +223,12 @@ double residualNorm(const double* R, int p) { return stableNorm(R + p, p + 1, p 
 // `free`: Householder QR of those columns of R and of its last column
 // ((p+1) rows each). R^T R = [J r]^T [J r], so the columns of R have the
 // inner products of the columns of [J r], and so does the result.
-std::vector<double> freeColumnsFactor(const double* R, int p, const std::vector<int>& free) {
+void freeColumnsFactor(const double* R, int p, const std::vector<int>& free, std::vector<double>& a,
+                       std::vector<double>& out) {
   const int q = p + 1;
   const int n = static_cast<int>(free.size());
   const int c = n + 1;
-  std::vector<double> a(static_cast<size_t>(q) * c);  // column major, q rows
+  a.resize(static_cast<size_t>(q) * c);  // column major, q rows; every entry is written
   auto A = [&](int i, int j) -> double& { return a[i + static_cast<size_t>(j) * q]; };
   for (int i = 0; i < q; ++i) {
     for (int k = 0; k < n; ++k) A(i, k) = R[i * q + free[k]];
@@ -247,10 +249,9 @@ std::vector<double> freeColumnsFactor(const double* R, int p, const std::vector<
     }
     A(k, k) = beta;
   }
-  std::vector<double> out(static_cast<size_t>(c) * c, 0.0);
+  out.assign(static_cast<size_t>(c) * c, 0.0);
   for (int i = 0; i < c; ++i)
     for (int j = i; j < c; ++j) out[i * c + j] = A(i, j);
-  return out;
 }
 
 // BoundState of each variable at x given the factor R at x (see the top of
@@ -315,15 +316,21 @@ void validateBounds(int p, const std::vector<double>& lower, const std::vector<d
 
 std::vector<double> feasibleStart(int p, const double* x0, const std::vector<double>& lower,
                                   const std::vector<double>& upper) {
+  std::vector<double> x;
+  feasibleStartInto(p, x0, lower, upper, x);
+  return x;
+}
+
+void feasibleStartInto(int p, const double* x0, const std::vector<double>& lower, const std::vector<double>& upper,
+                       std::vector<double>& x) {
   constexpr double kMargin = 1e-10;
-  std::vector<double> x(x0, x0 + p);
+  x.assign(x0, x0 + p);
   for (int j = 0; j < p; ++j) {
     const double l = lower[j], u = upper[j];
     if (x[j] > l && x[j] < u) continue;
     x[j] = x[j] <= l ? l + kMargin * std::max(1.0, std::fabs(l)) : u - kMargin * std::max(1.0, std::fabs(u));
     if (!(x[j] > l && x[j] < u)) x[j] = l + 0.5 * (u - l);
   }
-  return x;
 }
 
 void pivotedFactor(const double* R, int p, std::vector<double>& r, std::vector<int>& ipvt,
@@ -376,9 +383,14 @@ void pivotedFactor(const double* R, int p, std::vector<double>& r, std::vector<i
 }
 
 int covarianceFromFactor(const double* R, int p, double* cov) {
-  std::vector<double> r, qtf, acnorm;
-  std::vector<int> ipvt;
-  pivotedFactor(R, p, r, ipvt, qtf, acnorm);
+  CovarianceWorkspace workspace;
+  return covarianceFromFactor(R, p, cov, workspace);
+}
+
+int covarianceFromFactor(const double* R, int p, double* cov, CovarianceWorkspace& workspace) {
+  std::vector<double>& r = workspace.r;
+  std::vector<int>& ipvt = workspace.ipvt;
+  pivotedFactor(R, p, r, ipvt, workspace.qtf, workspace.acnorm);
   auto M = [&](int i, int j) { return r[i + static_cast<size_t>(j) * p]; };
   std::fill(cov, cov + static_cast<size_t>(p) * p, std::numeric_limits<double>::infinity());
   if (p == 0) return 0;
@@ -389,7 +401,8 @@ int covarianceFromFactor(const double* R, int p, double* cov) {
   while (rank < p && std::fabs(M(rank, rank)) > tol && std::isfinite(M(rank, rank))) ++rank;
   if (rank < p) return rank;
   // inv(r) by back substitution, column by column (upper triangular).
-  std::vector<double> inv(static_cast<size_t>(p) * p, 0.0);
+  std::vector<double>& inv = workspace.inv;
+  inv.assign(static_cast<size_t>(p) * p, 0.0);
   auto I = [&](int i, int j) -> double& { return inv[i + static_cast<size_t>(j) * p]; };
   for (int j = 0; j < p; ++j) {
     I(j, j) = 1.0 / M(j, j);
@@ -488,7 +501,11 @@ std::string lmStatusMessage(LMStatus status, const LMOptions& o) {
 }
 
 LevenbergMarquardt::LevenbergMarquardt(int p, const double* x0, const LMOptions& options)
-    : p_(p), options_(options), x_(x0, x0 + p), trial_(x0, x0 + p), step_(p), diag_(p, 0.0) {
+    : p_(p), options_(options) {
+  if (p < 1 || p > kMaxParams) {
+    throw std::invalid_argument("Expected between 1 and " + std::to_string(kMaxParams) + " parameters but received " +
+                                std::to_string(p));
+  }
   if (options_.maxFev <= 0) options_.maxFev = 100 * static_cast<int64_t>(p + 1);
   validateBounds(p, options_.lower, options_.upper);
   if (!options_.diag.empty()) {
@@ -501,24 +518,80 @@ LevenbergMarquardt::LevenbergMarquardt(int p, const double* x0, const LMOptions&
       }
     }
   }
+  start(x0);
+}
+
+void LevenbergMarquardt::start(const double* x0) {
+  const int p = p_;
+  status_ = LMStatus::Running;
+  atStart_ = true;
+  firstStep_ = true;
+  truncated_ = false;
+  x_.assign(x0, x0 + p);
+  step_.assign(p, 0.0);
+  diag_.assign(p, 0.0);
+  factorAtX_.clear();
+  r_.clear();
+  qtf_.clear();
+  acnorm_.clear();
+  ipvt_.clear();
+  fnorm_ = xnorm_ = delta_ = par_ = gnorm_ = pnorm_ = prered_ = dirder_ = 0.0;
+  iterations_ = nfev_ = njev_ = nonFiniteTrials_ = 0;
   auto finite = [](double v) { return std::isfinite(v); };
   bounded_ = std::any_of(options_.lower.begin(), options_.lower.end(), finite) ||
              std::any_of(options_.upper.begin(), options_.upper.end(), finite);
-  if (!bounded_) return;
+  if (!bounded_) {
+    trial_ = x_;
+    lower_.clear();
+    upper_.clear();
+    active_.clear();
+    boxedStart_.clear();
+    return;
+  }
   const double inf = std::numeric_limits<double>::infinity();
-  lower_ = options_.lower.empty() ? std::vector<double>(p, -inf) : options_.lower;
-  upper_ = options_.upper.empty() ? std::vector<double>(p, inf) : options_.upper;
-  x_ = feasibleStart(p, x0, lower_, upper_);
+  if (options_.lower.empty()) lower_.assign(p, -inf);
+  else lower_ = options_.lower;
+  if (options_.upper.empty()) upper_.assign(p, inf);
+  else upper_ = options_.upper;
+  feasibleStartInto(p, x0, lower_, upper_, x_);
   trial_ = x_;
   boxedStart_.resize(p);
   for (int j = 0; j < p; ++j) boxedStart_[j] = std::min(std::max(x0[j], lower_[j]), upper_[j]);
   active_.assign(p, static_cast<uint8_t>(BoundState::Free));
 }
 
+void LevenbergMarquardt::reset(const double* x0) { start(x0); }
+
+void LevenbergMarquardt::reset(const double* x0, const double* lower, const double* upper) {
+  const int p = p_;
+  // The common case, valid bounds, is checked without building messages;
+  // validateBounds says what is wrong otherwise.
+  bool valid = true;
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int j = 0; j < p && valid; ++j) {
+    const double l = lower ? lower[j] : -inf, u = upper ? upper[j] : inf;
+    valid = l < u && l != inf && u != -inf;  // false for NaN too
+  }
+  if (lower) options_.lower.assign(lower, lower + p);
+  else options_.lower.clear();
+  if (upper) options_.upper.assign(upper, upper + p);
+  else options_.upper.clear();
+  if (!valid) {
+    validateBounds(p, options_.lower, options_.upper);
+    throw std::invalid_argument("invalid bounds");  // not reached: validateBounds throws
+  }
+  start(x0);
+}
+
 std::vector<uint8_t> LevenbergMarquardt::activeMask() const {
-  std::vector<uint8_t> states(p_, static_cast<uint8_t>(BoundState::Free));
-  if (bounded_ && !factorAtX_.empty()) boundStates(factorAtX_.data(), p_, x_, lower_, upper_, states);
+  std::vector<uint8_t> states;
+  activeMask(states);
   return states;
+}
+
+void LevenbergMarquardt::activeMask(std::vector<uint8_t>& states) const {
+  states.assign(p_, static_cast<uint8_t>(BoundState::Free));
+  if (bounded_ && !factorAtX_.empty()) boundStates(factorAtX_.data(), p_, x_, lower_, upper_, states);
 }
 
 void LevenbergMarquardt::useJacobian(const double* R) {
@@ -557,7 +630,8 @@ void LevenbergMarquardt::useJacobian(const double* R) {
 
 void LevenbergMarquardt::computeStep() {
   if (bounded_) return computeBoundedStep();
-  std::vector<double> sdiag(p_);
+  std::vector<double>& sdiag = work_.sdiag;
+  sdiag.assign(p_, 0.0);
   lmpar(p_, r_, ipvt_, diag_, qtf_, delta_, par_, step_, sdiag);
   for (int j = 0; j < p_; ++j) {
     step_[j] = -step_[j];
@@ -566,12 +640,12 @@ void LevenbergMarquardt::computeStep() {
   pnorm_ = scaledNorm(diag_, step_);
   if (firstStep_) delta_ = std::min(delta_, pnorm_);
   // Predicted reduction and directional derivative from the linear model.
-  std::vector<double> jp(p_, 0.0);
+  double jp[kMaxParams] = {};
   for (int j = 0; j < p_; ++j) {
     const double t = step_[ipvt_[j]];
     for (int i = 0; i <= j; ++i) jp[i] += r_[i + static_cast<size_t>(j) * p_] * t;
   }
-  const double t1 = norm(jp) / fnorm_;
+  const double t1 = stableNorm(jp, p_) / fnorm_;
   const double t2 = std::sqrt(par_) * pnorm_ / fnorm_;
   prered_ = t1 * t1 + t2 * t2 / 0.5;
   dirder_ = -(t1 * t1 + t2 * t2);
@@ -579,13 +653,22 @@ void LevenbergMarquardt::computeStep() {
 
 void LevenbergMarquardt::computeBoundedStep() {
   const uint8_t kFree = static_cast<uint8_t>(BoundState::Free);
-  std::vector<uint8_t> fixed(p_);
+  std::vector<uint8_t>& fixed = work_.fixed;
+  fixed.resize(p_);
   for (int j = 0; j < p_; ++j) fixed[j] = active_[j] != kFree;
   const double startPar = par_;
   // The step problem of the free set: pivoted triangle, rotated residual and
   // scaling, indexed by position in `free`.
-  std::vector<int> free, ipvt;
-  std::vector<double> r, qtf, acnorm, diag, freeStep, d(p_);
+  std::vector<int>& free = work_.free;
+  std::vector<int>& ipvt = work_.ipvt;
+  std::vector<double>& r = work_.r;
+  std::vector<double>& qtf = work_.qtf;
+  std::vector<double>& acnorm = work_.acnorm;
+  std::vector<double>& diag = work_.diag;
+  std::vector<double>& freeStep = work_.freeStep;
+  std::vector<double>& d = work_.d;
+  std::vector<double>& sdiag = work_.sdiag;
+  d.resize(p_);
   for (;;) {
     free.clear();
     for (int j = 0; j < p_; ++j)
@@ -600,13 +683,13 @@ void LevenbergMarquardt::computeBoundedStep() {
       qtf = qtf_;
       diag = diag_;
     } else {
-      const std::vector<double> reduced = freeColumnsFactor(factorAtX_.data(), p_, free);
-      pivotedFactor(reduced.data(), n, r, ipvt, qtf, acnorm);
+      freeColumnsFactor(factorAtX_.data(), p_, free, work_.columns, work_.reduced);
+      pivotedFactor(work_.reduced.data(), n, r, ipvt, qtf, acnorm);
       diag.resize(n);
       for (int k = 0; k < n; ++k) diag[k] = diag_[free[k]];
     }
     freeStep.assign(n, 0.0);
-    std::vector<double> sdiag(n);
+    sdiag.assign(n, 0.0);
     par_ = startPar;
     lmpar(n, r, ipvt, diag, qtf, delta_, par_, freeStep, sdiag);
     std::fill(d.begin(), d.end(), 0.0);
@@ -623,7 +706,8 @@ void LevenbergMarquardt::computeBoundedStep() {
 
   // The largest alpha in (0, 1] with x + alpha d in the box, and which
   // variables reach their bound at it.
-  std::vector<double> reach(p_, std::numeric_limits<double>::infinity());
+  std::vector<double>& reach = work_.reach;
+  reach.assign(p_, std::numeric_limits<double>::infinity());
   double alpha = 1.0;
   for (int j : free) {
     if (d[j] == 0.0) continue;
@@ -648,12 +732,12 @@ void LevenbergMarquardt::computeBoundedStep() {
   if (!truncated_) {
     // The full damped step: lmder's predicted reduction on the free problem.
     const int n = static_cast<int>(free.size());
-    std::vector<double> jp(n, 0.0);
+    double jp[kMaxParams] = {};
     for (int j = 0; j < n; ++j) {
       const double t = d[free[ipvt[j]]];
       for (int i = 0; i <= j; ++i) jp[i] += r[i + static_cast<size_t>(j) * n] * t;
     }
-    const double t1 = norm(jp) / fnorm_;
+    const double t1 = stableNorm(jp, n) / fnorm_;
     const double t2 = std::sqrt(par_) * pnorm_ / fnorm_;
     prered_ = t1 * t1 + t2 * t2 / 0.5;
     dirder_ = -(t1 * t1 + t2 * t2);

@@ -82,12 +82,22 @@ std::string lmStatusMessage(LMStatus status, const LMOptions& options);
 
 class LevenbergMarquardt {
  public:
-  // Throws std::invalid_argument, naming the parameter, when the bounds have
-  // the wrong length, are NaN, leave no feasible value (lower > upper, lower =
-  // +Infinity, upper = -Infinity) or are equal. A start x0 that is not
+  // Throws std::invalid_argument when p is outside [1, kMaxParams] and,
+  // naming the parameter, when the bounds have the wrong length, are NaN,
+  // leave no feasible value (lower > upper, lower = +Infinity, upper =
+  // -Infinity) or are equal. A start x0 that is not
   // strictly inside the box is moved inside (feasibleStart): ask() returns
   // the moved point first.
   LevenbergMarquardt(int p, const double* x0, const LMOptions& options);
+
+  // Starts a new fit from x0 with the same p and options: afterwards the
+  // machine is exactly the one the constructor would have built (it asks,
+  // decides and serialises the same, bit for bit), but it reuses its storage,
+  // so the batch fitter allocates nothing per curve. The second form also
+  // replaces the bounds: p values each, or null for none on that side; it
+  // throws std::invalid_argument as the constructor does for invalid bounds.
+  void reset(const double* x0);
+  void reset(const double* x0, const double* lower, const double* upper);
 
   bool running() const { return status_ == LMStatus::Running; }
   // Parameters at which the next factor must be computed (p values).
@@ -121,6 +131,8 @@ class LevenbergMarquardt {
   // into the box there, i.e. the bound is an active constraint; Free
   // otherwise (also before the first factor is told).
   std::vector<uint8_t> activeMask() const;
+  // The same into mask (p values), reusing its storage.
+  void activeMask(std::vector<uint8_t>& mask) const;
 
   // The whole machine as a versioned little-endian blob: a magic, the format
   // version kStateVersion, p, the payload length, the payload (every member,
@@ -136,6 +148,8 @@ class LevenbergMarquardt {
 
  private:
   LevenbergMarquardt() = default;  // for restore()
+  // The state of a machine that has been told nothing yet (the constructor, reset).
+  void start(const double* x0);
   void useJacobian(const double* R);
   void computeStep();
   // The bounded step: free variables only, shortened to stay in the box.
@@ -165,6 +179,16 @@ class LevenbergMarquardt {
   // The pending trial step was shortened by a bound (step_ and pnorm_ are
   // then those of the step taken).
   bool truncated_ = false;
+
+  // Scratch of the step computations, kept between steps so that they
+  // allocate nothing. Not part of the state: never read before written
+  // within a step, and not serialised.
+  struct Workspace {
+    std::vector<double> sdiag, r, qtf, acnorm, diag, freeStep, d, reach, columns, reduced;
+    std::vector<int> free, ipvt;
+    std::vector<uint8_t> fixed;
+  };
+  Workspace work_;
 };
 
 // The start the solver uses for x0 within [lower, upper] (both of length p):
@@ -175,6 +199,9 @@ class LevenbergMarquardt {
 // l + (u - l) / 2. Components strictly inside are unchanged.
 std::vector<double> feasibleStart(int p, const double* x0, const std::vector<double>& lower,
                                   const std::vector<double>& upper);
+// The same, written into x (reusing its storage).
+void feasibleStartInto(int p, const double* x0, const std::vector<double>& lower, const std::vector<double>& upper,
+                       std::vector<double>& x);
 
 // Column-pivoted Householder QR of the leading p x p block of a factor R
 // (q = p + 1, row major). Outputs r (p x p column major, upper triangle), the
@@ -187,5 +214,12 @@ void pivotedFactor(const double* R, int p, std::vector<double>& r, std::vector<i
 // major). Returns the numerical rank; when it is below p the inverse does not
 // exist and cov is left filled with +Infinity.
 int covarianceFromFactor(const double* R, int p, double* cov);
+
+// Scratch for covarianceFromFactor, reused between calls.
+struct CovarianceWorkspace {
+  std::vector<double> r, qtf, acnorm, inv;
+  std::vector<int> ipvt;
+};
+int covarianceFromFactor(const double* R, int p, double* cov, CovarianceWorkspace& workspace);
 
 }  // namespace nlfit

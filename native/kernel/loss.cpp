@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "layout.hpp"
 
@@ -34,8 +36,13 @@ LossValue lossValue(Loss loss, double z) {
   return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
 }
 
-double applyLoss(Loss loss, double fScale, double* A, int rows, int q) {
-  double* f = A + static_cast<int64_t>(q - 1) * kBlockSize;
+namespace {
+
+// The rescaling of loss.hpp for blocks of Width rows (a template so the
+// kBlockSize loop keeps its constant stride).
+template <int Width>
+__attribute__((always_inline)) inline double applyLossAt(Loss loss, double fScale, double* A, int rows, int q) {
+  double* f = A + static_cast<int64_t>(q - 1) * Width;
   double cost = 0.0;
   if (loss == Loss::Linear) {
     for (int i = 0; i < rows; ++i) cost += f[i] * f[i];
@@ -49,10 +56,27 @@ double applyLoss(Loss loss, double fScale, double* A, int rows, int q) {
     cost += scale2 * v.rho;
     // rho'' is per z; in terms of f it is rho''(z) * 2 z (z = f^2 / fScale^2).
     const double s = std::sqrt(std::max(v.d1 + 2.0 * v.d2 * z, eps));
-    for (int j = 0; j < q - 1; ++j) A[static_cast<int64_t>(j) * kBlockSize + i] *= s;
+    for (int j = 0; j < q - 1; ++j) A[static_cast<int64_t>(j) * Width + i] *= s;
     f[i] *= v.d1 / s;
   }
   return 0.5 * cost;
+}
+
+}  // namespace
+
+double applyLoss(Loss loss, double fScale, double* A, int rows, int q) {
+  return applyLossAt<kBlockSize>(loss, fScale, A, rows, q);
+}
+
+double applyLoss(Loss loss, double fScale, double* A, int rows, int q, int width) {
+  switch (width) {
+    case kBlockWidths[0]: return applyLossAt<kBlockWidths[0]>(loss, fScale, A, rows, q);
+    case kBlockWidths[1]: return applyLossAt<kBlockWidths[1]>(loss, fScale, A, rows, q);
+    case kBlockWidths[2]: return applyLossAt<kBlockWidths[2]>(loss, fScale, A, rows, q);
+    case kBlockSize: return applyLossAt<kBlockSize>(loss, fScale, A, rows, q);
+    default: break;
+  }
+  throw std::invalid_argument("applyLoss: block width " + std::to_string(width) + " is not supported");
 }
 
 }  // namespace nlfit

@@ -37,5 +37,7 @@ LossValue lossValue(Loss loss, double z);
 // Rows >= rows stay 0. A non-finite residual leaves the row non-finite (the
 // caller's factor then marks the trial point invalid).
 double applyLoss(Loss loss, double fScale, double* A, int rows, int q);
+// The same for a block of `width` rows (a narrow block of the batch fitter).
+double applyLoss(Loss loss, double fScale, double* A, int rows, int q, int width);
 
 }  // namespace nlfit

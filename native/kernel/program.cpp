@@ -1,6 +1,6 @@
 // The model virtual machine: verifies bytecode (bytecode.hpp) and evaluates
-// the rows [w*J | w*(f - y)] of a block of kBlockSize points with exact
-// forward-mode derivatives.
+// the rows [w*J | w*(f - y)] of a block of points with exact forward-mode
+// derivatives.
 //
 // The plan, built once by verify() and shared read-only by every thread:
 //
@@ -18,7 +18,7 @@
 //   broadcast scalars. They cost nothing per point.
 //
 // * Block loops. A varying value is computed for a whole block by one loop
-//   over kBlockSize points, so the loops vectorise (libmvec for exp, log, ...)
+//   over the block's points, so the loops vectorise (libmvec for exp, log, ...)
 //   and no decision is ever taken per point. Measured here, every such pass
 //   costs about the same (~0.06 ns per point, in L1 or L2, against ~0.45 for
 //   a vector exp), so the plan is built to make as few passes as it can.
@@ -43,9 +43,16 @@
 //   with padded rows zeroed, so they are never copied; an output a+b or a-b
 //   is computed together with the residual.
 //
-// * setParams() compiles the plan into a flat list of kernels (one loop each,
-//   pointers and scalar coefficients bound), so evaluating a block is calling
-//   them in order.
+// * The first setParams() compiles the plan into a flat list of kernels (one
+//   loop each, pointers and scalar coefficients bound), so evaluating a block
+//   is calling them in order; later calls only recompute the coefficients,
+//   from a tape recorded by the compilation (see BlockEvaluator::Scratch).
+//
+// * Block widths. The plan lays out its arena in blocks of kBlockSize rows;
+//   an evaluator of a narrower width (kBlockWidths, for the small curves of a
+//   batch) lays out the same blocks with its own width and runs the loops
+//   compiled for it. The loops are elementwise, so every point gets the bits
+//   it would get in a kBlockSize block.
 //
 // * Staging. The data columns the program reads (and y and sigma of a short
 //   last block) are copied into aligned scratch and padded with the last valid
@@ -335,10 +342,15 @@ class RegisterFile {
 // anything large is allocated.
 struct MemoryUse {
   int64_t arenaDoubles = 0, scalarDoubles = 0, slots = 0, kernels = 0, steps = 0;
+  // The coefficient tape of a compiled plan (BlockEvaluator::Scratch): a
+  // kernel's coefficients take one or two nodes (12 bytes and a value each)
+  // and a patch (16 bytes) each.
+  static constexpr int64_t kTapeBytesPerKernel = 2 * (20 + 16);
   int64_t bytes() const {
     return (arenaDoubles + scalarDoubles) * static_cast<int64_t>(sizeof(double)) +
            slots * static_cast<int64_t>(sizeof(PlanStep::Slot) + sizeof(double)) +
-           kernels * static_cast<int64_t>(sizeof(vm::Kernel)) + steps * static_cast<int64_t>(sizeof(PlanStep));
+           kernels * static_cast<int64_t>(sizeof(vm::Kernel) + kTapeBytesPerKernel) +
+           steps * static_cast<int64_t>(sizeof(PlanStep));
   }
   void check() const {
     if (bytes() > kMaxScratchBytes) {
@@ -553,36 +565,122 @@ void Program::buildPlan(const double* consts) {
 
 // ---- evaluator --------------------------------------------------------------
 
+namespace {
+
+// One operation of the coefficient tape (see BlockEvaluator::Scratch).
+struct CoefNode {
+  enum Kind : uint8_t { kConst, kValue, kTangent, kMul, kAdd, kDiv };
+  Kind kind = kConst;
+  // kValue, kTangent: index of a scalar value or tangent of the prelude;
+  // kMul, kAdd, kDiv: operand nodes.
+  int32_t a = 0, b = 0;
+};
+
+// A coefficient while the kernels are compiled: its value and the tape node
+// that computes it.
+struct Coef {
+  double v = 0.0;
+  int32_t node = -1;
+};
+
+// Records the coefficient arithmetic of compileKernels(). Operations on
+// constants only are folded: they give the same bits on every replay.
+class CoefRecorder {
+ public:
+  CoefRecorder(std::vector<CoefNode>& nodes, std::vector<double>& values, const double* scalarValues,
+               const double* scalarTangents)
+      : nodes_(nodes), values_(values), scalarValues_(scalarValues), scalarTangents_(scalarTangents) {}
+  Coef constant(double c) { return push({CoefNode::kConst, 0, 0}, c); }
+  Coef value(int64_t i) { return push({CoefNode::kValue, static_cast<int32_t>(i), 0}, scalarValues_[i]); }
+  Coef tangent(int64_t i) { return push({CoefNode::kTangent, static_cast<int32_t>(i), 0}, scalarTangents_[i]); }
+  Coef mul(Coef a, Coef b) { return binary(CoefNode::kMul, a, b, a.v * b.v); }
+  Coef add(Coef a, Coef b) { return binary(CoefNode::kAdd, a, b, a.v + b.v); }
+  Coef div(Coef a, Coef b) { return binary(CoefNode::kDiv, a, b, a.v / b.v); }
+
+ private:
+  bool isConstant(Coef c) const { return nodes_[c.node].kind == CoefNode::kConst; }
+  Coef binary(CoefNode::Kind kind, Coef a, Coef b, double v) {
+    if (isConstant(a) && isConstant(b)) return constant(v);
+    return push({kind, a.node, b.node}, v);
+  }
+  Coef push(CoefNode node, double v) {
+    nodes_.push_back(node);
+    values_.push_back(v);
+    return {v, static_cast<int32_t>(nodes_.size()) - 1};
+  }
+  std::vector<CoefNode>& nodes_;
+  std::vector<double>& values_;
+  const double* scalarValues_;
+  const double* scalarTangents_;
+};
+
+}  // namespace
+
+// The coefficients of the compiled kernels (the scalars their loops multiply
+// by: parameter-only values, their tangents, products of partial
+// derivatives) are the only part of the compiled plan that depends on the
+// parameters. The first setParams() compiles the kernels and records how each
+// coefficient is computed, as a tape; later calls replay the tape and store
+// the results into the kernels. The replay performs the same IEEE operations
+// on the same operands in the same order as the compilation, so the
+// coefficients have the same bits, and a new parameter vector costs a few
+// dozen scalar operations instead of a compilation (which dominated the cost
+// of evaluating a small curve).
 struct BlockEvaluator::Scratch {
   struct AlignedDelete {
     void operator()(double* p) const { ::operator delete[](p, std::align_val_t(kAlign)); }
   };
-  std::unique_ptr<double[], AlignedDelete> arena;
+  using AlignedDoubles = std::unique_ptr<double[], AlignedDelete>;
+  static AlignedDoubles allocate(std::size_t doubles) {
+    double* p = static_cast<double*>(::operator new[](doubles * sizeof(double), std::align_val_t(kAlign)));
+    // Zeroed once so no path can ever read an uninitialised double.
+    std::fill(p, p + doubles, 0.0);
+    return AlignedDoubles(p);
+  }
+  int width = kBlockSize;
+  bool keepValues = false;
+  AlignedDoubles arena;
+  AlignedDoubles scalarOutput;         // keepValues with an output that does not vary per point
   std::vector<double> scalarValues;    // one per instruction; scalar steps only are meaningful
   std::vector<double> scalarTangents;  // compact slots of the scalar steps
-  std::vector<double> coefs;           // per vector slot: uniform value, or the scale of its block
   std::vector<vm::Kernel> blockKernels;  // evalBlock: values, tangents, columns of A
   std::vector<vm::Kernel> valueKernels;  // evalValues: values only
+  std::vector<CoefNode> tape;
+  std::vector<double> tapeValues;                    // one per tape node
+  std::vector<std::pair<int32_t, double*>> patches;  // tape node -> the kernel field it sets
+  bool compiled = false;
   bool paramsSet = false;
 };
 
-BlockEvaluator::BlockEvaluator(std::shared_ptr<const Program> program)
+bool BlockEvaluator::supportedWidth(int width) {
+  for (int w : kBlockWidths)
+    if (w == width) return true;
+  return false;
+}
+
+BlockEvaluator::BlockEvaluator(std::shared_ptr<const Program> program, int width, bool keepValues)
     : program_(std::move(program)), scratch_(new Scratch()) {
   if (!program_) throw std::invalid_argument("BlockEvaluator: program is null");
+  if (!supportedWidth(width)) {
+    throw std::invalid_argument("BlockEvaluator: block width " + std::to_string(width) + " is not supported");
+  }
   const Program& p = *program_;
-  const std::size_t doubles = static_cast<std::size_t>(p.arenaDoubles_);
-  double* arena = static_cast<double*>(::operator new[](doubles * sizeof(double), std::align_val_t(kAlign)));
-  // Zeroed once so no path can ever read an uninitialised double.
-  std::fill(arena, arena + doubles, 0.0);
-  scratch_->arena.reset(arena);
-  scratch_->scalarValues.assign(p.ops_.size(), 0.0);
-  scratch_->scalarTangents.assign(static_cast<std::size_t>(p.scalarTangentCount_), 0.0);
-  scratch_->coefs.assign(static_cast<std::size_t>(p.vectorSlotCount_), 0.0);
-  scratch_->blockKernels.reserve(static_cast<std::size_t>(p.kernelBound_));
-  scratch_->valueKernels.reserve(p.vectorSteps_.size());
+  Scratch& s = *scratch_;
+  s.width = width;
+  s.keepValues = keepValues;
+  // The plan lays the arena out in blocks of kBlockSize rows; this
+  // evaluator's blocks have `width` rows.
+  s.arena = Scratch::allocate(static_cast<std::size_t>(p.arenaDoubles_ / kB * width));
+  if (keepValues && p.outputOffset_ < 0) s.scalarOutput = Scratch::allocate(static_cast<std::size_t>(width));
+  s.scalarValues.assign(p.ops_.size(), 0.0);
+  s.scalarTangents.assign(static_cast<std::size_t>(p.scalarTangentCount_), 0.0);
+  s.blockKernels.reserve(static_cast<std::size_t>(p.kernelBound_));
+  s.valueKernels.reserve(p.vectorSteps_.size());
 }
 
 BlockEvaluator::~BlockEvaluator() = default;
+
+int BlockEvaluator::width() const { return scratch_->width; }
 
 void BlockEvaluator::setParams(const double* theta) {
   const Program& p = *program_;
@@ -670,8 +768,39 @@ void BlockEvaluator::setParams(const double* theta) {
     }
     values[step.instr] = v;
   }
-  compileKernels();
-  scratch_->paramsSet = true;
+  Scratch& s = *scratch_;
+  if (s.compiled) {
+    replayCoefficients();
+  } else {
+    switch (s.width) {
+      case kBlockWidths[0]: compileKernels<kBlockWidths[0]>(); break;
+      case kBlockWidths[1]: compileKernels<kBlockWidths[1]>(); break;
+      case kBlockWidths[2]: compileKernels<kBlockWidths[2]>(); break;
+      default: compileKernels<kBlockWidths[3]>(); break;
+    }
+    s.compiled = true;
+  }
+  s.paramsSet = true;
+}
+
+void BlockEvaluator::replayCoefficients() {
+  Scratch& s = *scratch_;
+  double* v = s.tapeValues.data();
+  const double* values = s.scalarValues.data();
+  const double* tangents = s.scalarTangents.data();
+  const std::size_t n = s.tape.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const CoefNode& node = s.tape[i];
+    switch (node.kind) {
+      case CoefNode::kConst: break;  // recorded once
+      case CoefNode::kValue: v[i] = values[node.a]; break;
+      case CoefNode::kTangent: v[i] = tangents[node.a]; break;
+      case CoefNode::kMul: v[i] = v[node.a] * v[node.b]; break;
+      case CoefNode::kAdd: v[i] = v[node.a] + v[node.b]; break;
+      case CoefNode::kDiv: v[i] = v[node.a] / v[node.b]; break;
+    }
+  }
+  for (const auto& [node, field] : s.patches) *field = v[node];
 }
 
 namespace {
@@ -680,16 +809,35 @@ namespace {
 // scalar, or a scale times a block.
 struct Scaled {
   bool uniform = true;
-  double s = 0.0;
+  Coef s;
   const double* p = nullptr;
 };
 
-vm::Term termOf(const Scaled& f, const Scaled& t) {
-  if (f.uniform && t.uniform) return {vm::TermKind::kConst, f.s * t.s, nullptr, nullptr};
-  if (f.uniform) return {vm::TermKind::kScaled, f.s * t.s, t.p, nullptr};
-  if (t.uniform) return {vm::TermKind::kScaled, f.s * t.s, f.p, nullptr};
-  return {vm::TermKind::kScaledProd, f.s * t.s, f.p, t.p};
+// A term of a tangent sum (vm_ops.hpp): c, c*p[i] or (c*p[i])*q[i].
+struct Term {
+  vm::TermKind kind = vm::TermKind::kNone;
+  Coef c;
+  const double* p = nullptr;
+  const double* q = nullptr;
+};
+
+Term termOf(CoefRecorder& rec, const Scaled& f, const Scaled& t) {
+  const Coef c = rec.mul(f.s, t.s);
+  if (f.uniform && t.uniform) return {vm::TermKind::kConst, c, nullptr, nullptr};
+  if (f.uniform) return {vm::TermKind::kScaled, c, t.p, nullptr};
+  if (t.uniform) return {vm::TermKind::kScaled, c, f.p, nullptr};
+  return {vm::TermKind::kScaledProd, c, f.p, t.p};
 }
+
+// A kernel being compiled, with the tape nodes of its coefficients.
+struct KernelDraft {
+  vm::Kernel k;
+  int32_t coefNode[2] = {-1, -1};
+  void setCoef(int i, Coef c) {
+    k.c[i] = c.v;
+    coefNode[i] = c.node;
+  }
+};
 
 [[noreturn]] void planMismatch() {
   throw std::logic_error("model VM: compiled kernels disagree with the plan (internal error)");
@@ -697,27 +845,45 @@ vm::Term termOf(const Scaled& f, const Scaled& t) {
 
 }  // namespace
 
+template <int Width>
 void BlockEvaluator::compileKernels() {
   using vm::Kernel;
   const Program& p = *program_;
   Scratch& s = *scratch_;
-  double* arena = s.arena.get();
-  const double* values = s.scalarValues.data();
-  const double* scalarTangents = s.scalarTangents.data();
-  double* coefs = s.coefs.data();
+  // Plan offsets count kBlockSize-row blocks; this evaluator's have Width rows.
+  auto place = [&s](int64_t offset) { return s.arena.get() + offset / kB * Width; };
   const ArenaLayout layout(p.stagedVars_.size());
-  double* const temp[2] = {arena + layout.temp0, arena + layout.temp1};
+  double* const temp[2] = {place(layout.temp0), place(layout.temp1)};
   s.blockKernels.clear();
   s.valueKernels.clear();
-  auto emit = [&](Kernel k) {
-    if (k.run[1] == nullptr) k.run[1] = k.run[0];
-    s.blockKernels.push_back(k);
+  s.tape.clear();
+  s.tapeValues.clear();
+  s.patches.clear();
+  CoefRecorder rec(s.tape, s.tapeValues, s.scalarValues.data(), s.scalarTangents.data());
+  std::vector<Coef> coefs(static_cast<std::size_t>(p.vectorSlotCount_));
+  // Which kernel field each recorded coefficient sets: (list, kernel, field, node);
+  // bound to addresses once the lists have stopped growing.
+  struct PendingPatch {
+    std::vector<Kernel>* list;
+    std::size_t index;
+    int field;
+    int32_t node;
   };
-  auto block = [&](const PlanStep::Operand& o) -> const double* { return arena + o.offset; };
+  std::vector<PendingPatch> pending;
+  auto push = [&](std::vector<Kernel>& list, const KernelDraft& d) {
+    list.push_back(d.k);
+    if (list.back().run[1] == nullptr) list.back().run[1] = list.back().run[0];
+    for (int i = 0; i < 2; ++i) {
+      if (d.coefNode[i] >= 0) pending.push_back({&list, list.size() - 1, i, d.coefNode[i]});
+    }
+  };
+  auto emit = [&](const KernelDraft& d) { push(s.blockKernels, d); };
+  auto block = [&](const PlanStep::Operand& o) -> const double* { return place(o.offset); };
+  auto valueOf = [&](int32_t instr) { return rec.value(instr); };
   // Operand i of a value kernel: its block or its scalar value.
-  auto bindOperand = [&](Kernel& k, int i, const PlanStep::Operand& o) {
-    if (o.isBlock()) k.p[i] = block(o);
-    else k.c[i] = values[o.instr];
+  auto bindOperand = [&](KernelDraft& d, int i, const PlanStep::Operand& o) {
+    if (o.isBlock()) d.k.p[i] = block(o);
+    else d.setCoef(i, valueOf(o.instr));
   };
   // A kernel that stores slot j of `step`: into its register, or (the output) into column j of A.
   auto storeFor = [&](Kernel& k, bool toColumn, int j, double* slotBlock, auto fnFor) {
@@ -730,47 +896,48 @@ void BlockEvaluator::compileKernels() {
       k.run[0] = k.run[1] = fnFor(vm::ToBlock{});
     }
   };
-  auto sumKernel = [&](vm::Term a, vm::Term b, bool toColumn, int j, double* slotBlock) {
+  auto sumKernel = [&](Term a, Term b, bool toColumn, int j, double* slotBlock) {
     if (a.kind == vm::TermKind::kNone) std::swap(a, b);  // IEEE addition commutes exactly
-    Kernel k;
-    k.c[0] = a.c;
-    k.p[0] = a.p;
-    k.p[1] = a.q;
-    k.c[1] = b.c;
-    k.p[2] = b.p;
-    k.p[3] = b.q;
-    storeFor(k, toColumn, j, slotBlock,
-             [&](auto store) { return vm::sumKernelFor<decltype(store)>(a.kind, b.kind); });
-    emit(k);
+    KernelDraft d;
+    if (a.kind != vm::TermKind::kNone) d.setCoef(0, a.c);
+    d.k.p[0] = a.p;
+    d.k.p[1] = a.q;
+    if (b.kind != vm::TermKind::kNone) d.setCoef(1, b.c);
+    d.k.p[2] = b.p;
+    d.k.p[3] = b.q;
+    storeFor(d.k, toColumn, j, slotBlock,
+             [&](auto store) { return vm::sumKernelFor<Width, decltype(store)>(a.kind, b.kind); });
+    emit(d);
   };
+  const Coef one = rec.constant(1.0);
 
   // An output a+b or a-b is needed by evalBlock only for the residual (no
-  // partial derivative of these reads the value): one fused pass.
-  const bool fuseResidual = p.outputOffset_ >= 0 && !p.vectorSteps_.empty() &&
+  // partial derivative of these reads the value): one fused pass. Unless
+  // the caller wants the model values too.
+  const bool fuseResidual = !s.keepValues && p.outputOffset_ >= 0 && !p.vectorSteps_.empty() &&
                             p.vectorSteps_.back().instr == p.outputInstr_ &&
                             (p.ops_[p.outputInstr_] == kAdd || p.ops_[p.outputInstr_] == kSub);
   for (const PlanStep& step : p.vectorSteps_) {
-    double* out = arena + step.out;
+    double* out = place(step.out);
     const PlanStep::Operand &a = step.a, &b = step.b;
     const Shape shape = shapeOf(step.op);
     {
-      Kernel k;
-      k.out = out;
+      KernelDraft d;
+      d.k.out = out;
       if (shape == Shape::kPowi) {
-        k.run[0] = &vm::powiKernel;
-        k.p[0] = block(a);
-        k.n = step.index;
+        d.k.run[0] = &vm::powiKernel<Width>;
+        d.k.p[0] = block(a);
+        d.k.n = step.index;
       } else if (shape == Shape::kUnary) {
-        k.run[0] = vm::unaryValueKernelFor(step.op);
-        k.p[0] = block(a);
+        d.k.run[0] = vm::unaryValueKernelFor<Width>(step.op);
+        d.k.p[0] = block(a);
       } else {
-        k.run[0] = vm::binaryValueKernelFor(step.op, a.isBlock(), b.isBlock());
-        bindOperand(k, 0, a);
-        bindOperand(k, 1, b);
+        d.k.run[0] = vm::binaryValueKernelFor<Width>(step.op, a.isBlock(), b.isBlock());
+        bindOperand(d, 0, a);
+        bindOperand(d, 1, b);
       }
-      if (k.run[1] == nullptr) k.run[1] = k.run[0];
-      s.valueKernels.push_back(k);
-      if (!(fuseResidual && step.instr == p.outputInstr_)) s.blockKernels.push_back(k);
+      push(s.valueKernels, d);
+      if (!(fuseResidual && step.instr == p.outputInstr_)) emit(d);
     }
     if (!step.mask) continue;
     const bool isOutput = step.instr == p.outputInstr_;
@@ -784,61 +951,62 @@ void BlockEvaluator::compileKernels() {
       const bool forB = side == 1;
       const PlanStep::Operand& other = forB ? a : b;
       Scaled& f = factor[side];
-      auto computed = [&](double scale, Kernel k) {
-        k.out = temp[side];
-        emit(k);
-        f = {false, scale, temp[side]};
+      auto computed = [&](double scale, KernelDraft& d) {
+        d.k.out = temp[side];
+        emit(d);
+        f = {false, rec.constant(scale), temp[side]};
       };
       switch (step.op) {
-        case kAdd: f = {true, 1.0, nullptr}; break;
-        case kSub: f = {true, forB ? -1.0 : 1.0, nullptr}; break;
-        case kNeg: f = {true, -1.0, nullptr}; break;
+        case kAdd: f = {true, one, nullptr}; break;
+        case kSub: f = {true, rec.constant(forB ? -1.0 : 1.0), nullptr}; break;
+        case kNeg: f = {true, rec.constant(-1.0), nullptr}; break;
         case kMul:
-          f = other.isBlock() ? Scaled{false, 1.0, block(other)} : Scaled{true, values[other.instr], nullptr};
+          f = other.isBlock() ? Scaled{false, one, block(other)} : Scaled{true, valueOf(other.instr), nullptr};
           break;
         case kDiv:
           if (b.isBlock()) {
-            Kernel k;
-            k.run[0] = forB ? &vm::divDbKernel : &vm::divDaKernel;
-            k.p[0] = forB ? out : block(b);
-            k.p[1] = block(b);
-            computed(1.0, k);
+            KernelDraft d;
+            d.k.run[0] = forB ? &vm::divDbKernel<Width> : &vm::divDaKernel<Width>;
+            d.k.p[0] = forB ? out : block(b);
+            d.k.p[1] = block(b);
+            computed(1.0, d);
           } else if (forB) {
-            f = {false, -1.0 / values[b.instr], out};
+            f = {false, rec.div(rec.constant(-1.0), valueOf(b.instr)), out};
           } else {
-            f = {true, vm::binaryDa<kDiv>(0.0, values[b.instr], 0.0), nullptr};
+            // vm::binaryDa<kDiv>: 1 / b.
+            f = {true, rec.div(one, valueOf(b.instr)), nullptr};
           }
           break;
-        case kExp: f = {false, 1.0, out}; break;
+        case kExp: f = {false, one, out}; break;
         case kPowi:
           if (step.index == 1) {
-            f = {true, 1.0, nullptr};
+            f = {true, one, nullptr};
           } else if (step.index == 2) {
-            f = {false, 2.0, block(a)};
+            f = {false, rec.constant(2.0), block(a)};
           } else {
-            Kernel k;
-            k.run[0] = &vm::powiKernel;
-            k.p[0] = block(a);
-            k.n = step.index - 1;
-            computed(static_cast<double>(step.index), k);
+            KernelDraft d;
+            d.k.run[0] = &vm::powiKernel<Width>;
+            d.k.p[0] = block(a);
+            d.k.n = step.index - 1;
+            computed(static_cast<double>(step.index), d);
           }
           break;
         case kPow:
         case kAtan2: {
-          Kernel k;
-          k.run[0] = vm::binaryPartialKernelFor(step.op, forB, a.isBlock(), b.isBlock());
-          bindOperand(k, 0, a);
-          bindOperand(k, 1, b);
-          k.p[2] = out;
-          computed(1.0, k);
+          KernelDraft d;
+          d.k.run[0] = vm::binaryPartialKernelFor<Width>(step.op, forB, a.isBlock(), b.isBlock());
+          bindOperand(d, 0, a);
+          bindOperand(d, 1, b);
+          d.k.p[2] = out;
+          computed(1.0, d);
           break;
         }
         default: {
-          Kernel k;
-          k.run[0] = vm::unaryDerivativeKernelFor(step.op);
-          k.p[0] = block(a);
-          k.p[1] = out;
-          computed(1.0, k);
+          KernelDraft d;
+          d.k.run[0] = vm::unaryDerivativeKernelFor<Width>(step.op);
+          d.k.p[0] = block(a);
+          d.k.p[1] = out;
+          computed(1.0, d);
           break;
         }
       }
@@ -846,67 +1014,67 @@ void BlockEvaluator::compileKernels() {
     };
     auto tangentOf = [&](const PlanStep::Operand& o, int j) -> Scaled {
       const int r = rankIn(o.mask, j);
-      if (!o.isBlock()) return {true, scalarTangents[o.tangentBase + r], nullptr};
+      if (!o.isBlock()) return {true, rec.tangent(o.tangentBase + r), nullptr};
       const PlanStep& src = p.vectorSteps_[o.step];
       const PlanStep::Slot& slot = src.slots[r];
-      const double c = coefs[src.coefBase + r];
+      const Coef c = coefs[src.coefBase + r];
       if (slot.kind == PlanStep::kUniform) return {true, c, nullptr};
-      return {false, c, arena + slot.block};
+      return {false, c, place(slot.block)};
     };
     const bool select = step.op == kMin || step.op == kMax;
     if (select) {
-      Kernel k;
-      k.run[0] = vm::choiceKernelFor(step.op, a.isBlock(), b.isBlock());
-      bindOperand(k, 0, a);
-      bindOperand(k, 1, b);
-      k.out = temp[0];
-      emit(k);
+      KernelDraft d;
+      d.k.run[0] = vm::choiceKernelFor<Width>(step.op, a.isBlock(), b.isBlock());
+      bindOperand(d, 0, a);
+      bindOperand(d, 1, b);
+      d.k.out = temp[0];
+      emit(d);
     }
 
     int k = 0;
     for (uint64_t m = step.mask; m; m &= m - 1, ++k) {
       const int j = __builtin_ctzll(m);
       const PlanStep::Slot& slot = step.slots[k];
-      double& coef = coefs[step.coefBase + k];
-      double* slotBlock = slot.block >= 0 ? arena + slot.block : nullptr;
+      Coef& coef = coefs[step.coefBase + k];
+      double* slotBlock = slot.block >= 0 ? place(slot.block) : nullptr;
       const bool hasA = (a.mask >> j) & 1u;
       const bool hasB = shape == Shape::kBinary && ((b.mask >> j) & 1u);
       if (select) {
-        const Scaled one{true, 1.0, nullptr}, zero{true, 0.0, nullptr};
-        const vm::Term ta = termOf(one, hasA ? tangentOf(a, j) : zero);
-        const vm::Term tb = termOf(one, hasB ? tangentOf(b, j) : zero);
-        coef = 1.0;
-        Kernel sk;
-        sk.c[0] = ta.c;
-        sk.p[0] = ta.p;
-        sk.p[1] = temp[0];
-        sk.c[1] = tb.c;
-        sk.p[2] = tb.p;
-        storeFor(sk, isOutput, j, slotBlock,
-                 [&](auto store) { return vm::selectKernelFor<decltype(store)>(ta.kind, tb.kind); });
-        emit(sk);
+        const Scaled unit{true, one, nullptr}, zero{true, rec.constant(0.0), nullptr};
+        const Term ta = termOf(rec, unit, hasA ? tangentOf(a, j) : zero);
+        const Term tb = termOf(rec, unit, hasB ? tangentOf(b, j) : zero);
+        coef = one;
+        KernelDraft sd;
+        sd.setCoef(0, ta.c);
+        sd.k.p[0] = ta.p;
+        sd.k.p[1] = temp[0];
+        sd.setCoef(1, tb.c);
+        sd.k.p[2] = tb.p;
+        storeFor(sd.k, isOutput, j, slotBlock,
+                 [&](auto store) { return vm::selectKernelFor<Width, decltype(store)>(ta.kind, tb.kind); });
+        emit(sd);
         continue;
       }
-      const vm::Term ta = hasA ? termOf(factorOf(0), tangentOf(a, j)) : vm::Term{};
-      const vm::Term tb = hasB ? termOf(factorOf(1), tangentOf(b, j)) : vm::Term{};
+      const Term ta = hasA ? termOf(rec, factorOf(0), tangentOf(a, j)) : Term{};
+      const Term tb = hasB ? termOf(rec, factorOf(1), tangentOf(b, j)) : Term{};
       switch (slot.kind) {
         case PlanStep::kUniform: {
           const bool constant = (ta.kind == vm::TermKind::kConst || ta.kind == vm::TermKind::kNone) &&
                                 (tb.kind == vm::TermKind::kConst || tb.kind == vm::TermKind::kNone);
           if (!constant) planMismatch();
-          coef = ta.kind == vm::TermKind::kNone ? tb.c : tb.kind == vm::TermKind::kNone ? ta.c : ta.c + tb.c;
+          coef = ta.kind == vm::TermKind::kNone ? tb.c : tb.kind == vm::TermKind::kNone ? ta.c : rec.add(ta.c, tb.c);
           if (isOutput) sumKernel({vm::TermKind::kConst, coef, nullptr, nullptr}, {}, true, j, nullptr);
           break;
         }
         case PlanStep::kView: {
-          const vm::Term& t = hasA ? ta : tb;
+          const Term& t = hasA ? ta : tb;
           if ((hasA && hasB) || t.kind != vm::TermKind::kScaled || t.p != slotBlock) planMismatch();
           coef = t.c;
           if (isOutput) sumKernel(t, {}, true, j, nullptr);
           break;
         }
         case PlanStep::kOwn:
-          coef = 1.0;
+          coef = one;
           sumKernel(ta, tb, isOutput, j, slotBlock);
           break;
       }
@@ -918,41 +1086,45 @@ void BlockEvaluator::compileKernels() {
   const bool tangentsWritten = outputIsBlock && p.ops_[p.outputInstr_] != kVar;
   for (int j = 0; j < p.nParams_; ++j) {
     if (!((p.outputMask_ >> j) & 1u)) {
-      Kernel k;
-      k.run[0] = &vm::zeroColumnKernel;
-      k.column = j;
-      emit(k);
+      KernelDraft d;
+      d.k.run[0] = &vm::zeroColumnKernel<Width>;
+      d.k.column = j;
+      emit(d);
     } else if (!tangentsWritten) {
-      const double t = scalarTangents[p.outputTangentBase_ + rankIn(p.outputMask_, j)];
+      const Coef t = rec.tangent(p.outputTangentBase_ + rankIn(p.outputMask_, j));
       sumKernel({vm::TermKind::kConst, t, nullptr, nullptr}, {}, true, j, nullptr);
     }
   }
-  Kernel residual;
-  residual.column = p.nParams_;
+  KernelDraft residual;
+  residual.k.column = p.nParams_;
   if (fuseResidual) {
     const PlanStep& step = p.vectorSteps_.back();
     bindOperand(residual, 0, step.a);
     bindOperand(residual, 1, step.b);
-    std::tie(residual.run[0], residual.run[1]) =
-        vm::binaryResidualKernelFor(step.op, step.a.isBlock(), step.b.isBlock());
+    std::tie(residual.k.run[0], residual.k.run[1]) =
+        vm::binaryResidualKernelFor<Width>(step.op, step.a.isBlock(), step.b.isBlock());
   } else if (outputIsBlock) {
-    residual.p[0] = arena + p.outputOffset_;
-    residual.run[0] = &vm::residualKernel<vm::ToColumn<vm::Unweighted>, true>;
-    residual.run[1] = &vm::residualKernel<vm::ToColumn<const double*>, true>;
+    residual.k.p[0] = place(p.outputOffset_);
+    residual.k.run[0] = &vm::residualKernel<Width, vm::ToColumn<vm::Unweighted>, true>;
+    residual.k.run[1] = &vm::residualKernel<Width, vm::ToColumn<const double*>, true>;
   } else {
-    residual.c[0] = values[p.outputInstr_];
-    residual.run[0] = &vm::residualKernel<vm::ToColumn<vm::Unweighted>, false>;
-    residual.run[1] = &vm::residualKernel<vm::ToColumn<const double*>, false>;
+    residual.setCoef(0, valueOf(p.outputInstr_));
+    residual.k.run[0] = &vm::residualKernel<Width, vm::ToColumn<vm::Unweighted>, false>;
+    residual.k.run[1] = &vm::residualKernel<Width, vm::ToColumn<const double*>, false>;
   }
   emit(residual);
+  for (const PendingPatch& patch : pending) {
+    s.patches.emplace_back(patch.node, &(*patch.list)[patch.index].c[patch.field]);
+  }
 }
 
 void BlockEvaluator::checkBlockArgs(const Columns& cols, int64_t first, int rows, bool needY) const {
   const Program& p = *program_;
+  const int width = scratch_->width;
   if (!scratch_->paramsSet) throw std::logic_error("setParams() must be called before evaluating blocks");
-  if (rows < 0 || rows > kBlockSize) {
+  if (rows < 0 || rows > width) {
     throw std::invalid_argument("rows = " + std::to_string(rows) + " is out of range " +
-                                rangeText(0, kBlockSize, false));
+                                rangeText(0, width, false));
   }
   if (first < 0 || first > INT64_MAX - rows) {
     throw std::invalid_argument("first = " + std::to_string(first) + " is out of range");
@@ -971,14 +1143,10 @@ void BlockEvaluator::checkBlockArgs(const Columns& cols, int64_t first, int rows
 
 namespace {
 
-void stageColumn(double* dst, const double* src, int rows) {
+void stageColumn(double* dst, const double* src, int rows, int width) {
   std::copy(src, src + rows, dst);
-  std::fill(dst + rows, dst + kBlockSize, src[rows - 1]);
+  std::fill(dst + rows, dst + width, src[rows - 1]);
 }
-
-}  // namespace
-
-namespace {
 
 // Blocks are mostly read in order, and the rows of one column in one block
 // are one 4 KiB page, which hardware prefetchers do not cross: each block
@@ -987,7 +1155,8 @@ namespace {
 // into L1 beat L2 by ~8%). A prefetch never faults and the address is formed
 // as an integer, so asking past the end of a column is harmless. Always
 // inlined: GCC sees a function made only of prefetches as having no effect
-// and deletes calls to it.
+// and deletes calls to it. (Narrow blocks, the points of one small curve,
+// are evaluated many times over while they sit in L1: no prefetch.)
 __attribute__((always_inline)) inline void prefetchAhead(const std::vector<int32_t>& stagedVars,
                                                          const Columns& cols, int64_t first) {
   constexpr std::uintptr_t kDistance = 2 * kBlockSize * sizeof(double);
@@ -1003,13 +1172,21 @@ __attribute__((always_inline)) inline void prefetchAhead(const std::vector<int32
   if (cols.sigma != nullptr) prefetch(cols.sigma);
 }
 
+// w = 1 / sigma over a whole block.
+template <int Width>
+void invertSigma(double* w, const double* sigma) {
+#pragma omp simd
+  for (int i = 0; i < Width; ++i) w[i] = 1.0 / sigma[i];
+}
+
 }  // namespace
 
 void BlockEvaluator::stageVars(const Columns& cols, int64_t first, int rows) {
   const Program& p = *program_;
+  const int width = scratch_->width;
   double* arena = scratch_->arena.get();
   for (std::size_t k = 0; k < p.stagedVars_.size(); ++k) {
-    stageColumn(arena + static_cast<int64_t>(k) * kB, cols.vars[p.stagedVars_[k]] + first, rows);
+    stageColumn(arena + static_cast<int64_t>(k) * width, cols.vars[p.stagedVars_[k]] + first, rows, width);
   }
 }
 
@@ -1020,36 +1197,52 @@ void BlockEvaluator::evalBlock(const Columns& cols, int64_t first, int rows, dou
                                 std::to_string(kAlign) + " bytes");
   }
   const Program& p = *program_;
+  Scratch& s = *scratch_;
+  const int width = s.width;
   if (rows == 0) {
-    std::fill(A, A + (p.nParams_ + 1) * kB, 0.0);
+    std::fill(A, A + (p.nParams_ + 1) * static_cast<int64_t>(width), 0.0);
     return;
   }
-  prefetchAhead(p.stagedVars_, cols, first);
+  if (width == kBlockSize) prefetchAhead(p.stagedVars_, cols, first);
   stageVars(cols, first, rows);
-  double* arena = scratch_->arena.get();
+  double* arena = s.arena.get();
   const ArenaLayout layout(p.stagedVars_.size());
+  auto place = [&](int64_t offset) { return arena + offset / kB * width; };
   vm::BlockContext ctx{A, rows, nullptr, nullptr};
   // y and sigma are only read by exact elementwise loops, so a full block
   // reads y where it is; a short block stages both to pad them.
-  if (rows == kBlockSize) {
+  if (rows == width) {
     ctx.y = cols.y + first;
   } else {
-    stageColumn(arena + layout.y, cols.y + first, rows);
-    ctx.y = arena + layout.y;
+    stageColumn(place(layout.y), cols.y + first, rows, width);
+    ctx.y = place(layout.y);
   }
   if (cols.sigma != nullptr) {
-    double* w = vm::aligned(arena + layout.weights);
+    double* w = vm::aligned(place(layout.weights));
     const double* sigma = cols.sigma + first;
-    if (rows != kBlockSize) {
-      stageColumn(w, sigma, rows);
+    if (rows != width) {
+      stageColumn(w, sigma, rows, width);
       sigma = w;
     }
-#pragma omp simd
-    for (int i = 0; i < kBlockSize; ++i) w[i] = 1.0 / sigma[i];
+    switch (width) {
+      case kBlockWidths[0]: invertSigma<kBlockWidths[0]>(w, sigma); break;
+      case kBlockWidths[1]: invertSigma<kBlockWidths[1]>(w, sigma); break;
+      case kBlockWidths[2]: invertSigma<kBlockWidths[2]>(w, sigma); break;
+      default: invertSigma<kBlockWidths[3]>(w, sigma); break;
+    }
     ctx.weights = w;
   }
   const int weighted = ctx.weights != nullptr;
-  for (const vm::Kernel& k : scratch_->blockKernels) k.run[weighted](k, ctx);
+  for (const vm::Kernel& k : s.blockKernels) k.run[weighted](k, ctx);
+  if (s.scalarOutput) std::fill(s.scalarOutput.get(), s.scalarOutput.get() + width, s.scalarValues[p.outputInstr_]);
+}
+
+const double* BlockEvaluator::modelValues() const {
+  const Program& p = *program_;
+  const Scratch& s = *scratch_;
+  if (!s.keepValues) throw std::logic_error("modelValues() needs an evaluator constructed with keepValues");
+  if (s.scalarOutput) return s.scalarOutput.get();
+  return s.arena.get() + p.outputOffset_ / kB * s.width;
 }
 
 void BlockEvaluator::evalValues(const Columns& cols, int64_t first, int rows, double* out) {
@@ -1057,15 +1250,16 @@ void BlockEvaluator::evalValues(const Columns& cols, int64_t first, int rows, do
   if (rows == 0) return;
   if (out == nullptr) throw std::invalid_argument("evalValues: out is null");
   const Program& p = *program_;
-  prefetchAhead(p.stagedVars_, cols, first);
+  const Scratch& s = *scratch_;
+  if (s.width == kBlockSize) prefetchAhead(p.stagedVars_, cols, first);
   stageVars(cols, first, rows);
   const vm::BlockContext ctx{nullptr, rows, nullptr, nullptr};
-  for (const vm::Kernel& k : scratch_->valueKernels) k.run[0](k, ctx);
+  for (const vm::Kernel& k : s.valueKernels) k.run[0](k, ctx);
   if (p.outputOffset_ >= 0) {
-    const double* f = scratch_->arena.get() + p.outputOffset_;
+    const double* f = s.arena.get() + p.outputOffset_ / kB * s.width;
     std::copy(f, f + rows, out);
   } else {
-    std::fill(out, out + rows, scratch_->scalarValues[p.outputInstr_]);
+    std::fill(out, out + rows, s.scalarValues[p.outputInstr_]);
   }
 }
 

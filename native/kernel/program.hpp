@@ -1,5 +1,5 @@
 // A verified model program and the per-thread evaluator that runs it over
-// blocks of kBlockSize points with exact forward-mode derivatives.
+// blocks of points with exact forward-mode derivatives.
 //
 // Contract
 //   Program::verify(...) checks a bytecode program (bytecode.hpp) and builds an
@@ -11,14 +11,21 @@
 //
 //   BlockEvaluator holds the scratch for one thread (aligned, reused between
 //   blocks and between calls). It is not thread-safe; use one per thread.
+//   Its blocks have W = width() rows: kBlockSize (the default, every pass of
+//   a single fit) or a narrower width of kBlockWidths (layout.hpp), for the
+//   small curves of a batch, where a 512-row block would be mostly padding.
+//   Every point gets the same bits at any width (the loops are elementwise
+//   and compiled for each width alike).
 //
 //   setParams(theta)            once per pass: evaluates the parameter-only
 //                               (scalar) part of the program and its tangents.
+//                               The first call compiles the block loops; later
+//                               ones only recompute their coefficients.
 //   evalBlock(cols, first, rows, A)
-//                               fills A, kBlockSize x (nParams + 1), column
+//                               fills A, W x (nParams + 1), column
 //                               major, aligned to kAlign:
-//                                 A[j*kBlockSize + i] = w_i * d f(x_i) / d theta_j
-//                                 A[p*kBlockSize + i] = w_i * (f(x_i) - y_i)
+//                                 A[j*W + i] = w_i * d f(x_i) / d theta_j
+//                                 A[p*W + i] = w_i * (f(x_i) - y_i)
 //                               for i < rows, with w_i = 1/sigma_i (1 without a
 //                               sigma column); rows i >= rows are exactly 0.
 //                               Columns of parameters the model does not depend
@@ -28,8 +35,11 @@
 //                               as they are (the caller detects them).
 //   evalValues(cols, first, rows, out)
 //                               f(x_i) for i < rows (no derivatives).
+//   modelValues()               with keepValues: f(x_i), i < W, of the last
+//                               evalBlock (the values its residuals were
+//                               computed from; valid until the next call).
 //
-//   The evaluator throws std::invalid_argument for rows outside [0, kBlockSize],
+//   The evaluator throws std::invalid_argument for rows outside [0, W],
 //   first < 0, missing columns or y, or an A that is null or not aligned to
 //   kAlign, and std::logic_error if a block is evaluated before setParams.
 //
@@ -97,23 +107,32 @@ class Program {
 
 class BlockEvaluator {
  public:
-  explicit BlockEvaluator(std::shared_ptr<const Program> program);
+  // width: one of kBlockWidths (std::invalid_argument otherwise). keepValues:
+  // keep the model values of each evalBlock for modelValues().
+  explicit BlockEvaluator(std::shared_ptr<const Program> program, int width = kBlockSize,
+                          bool keepValues = false);
   ~BlockEvaluator();
   BlockEvaluator(const BlockEvaluator&) = delete;
   BlockEvaluator& operator=(const BlockEvaluator&) = delete;
 
+  static bool supportedWidth(int width);
   const Program& program() const { return *program_; }
+  int width() const;
   void setParams(const double* theta);
   void evalBlock(const Columns& cols, int64_t first, int rows, double* A);
   void evalValues(const Columns& cols, int64_t first, int rows, double* out);
+  const double* modelValues() const;
 
  private:
   struct Scratch;
   void checkBlockArgs(const Columns& cols, int64_t first, int rows, bool needY) const;
   void stageVars(const Columns& cols, int64_t first, int rows);
   // Binds the plan to this evaluator's scratch and the current parameters:
-  // a flat list of block loops with their pointers and coefficients.
+  // a flat list of block loops with their pointers and coefficients, and the
+  // tape that recomputes the coefficients for new parameters.
+  template <int Width>
   void compileKernels();
+  void replayCoefficients();
   std::shared_ptr<const Program> program_;
   std::unique_ptr<Scratch> scratch_;
 };

@@ -15,18 +15,9 @@
 #include <map>
 #include <string>
 
+#include "block_qr.hpp"
+
 namespace nlfit {
-
-namespace {
-
-// Sums of squares outside this range may have overflowed or lost digits to
-// underflow; those columns are recomputed with scaling.
-constexpr double kSumSqLow = 1e-280;
-constexpr double kSumSqHigh = 1e280;
-// Below this a reciprocal may overflow (1 / DBL_MIN is still finite).
-constexpr double kMinSafeReciprocal = std::numeric_limits<double>::min();
-
-}  // namespace
 
 double stableNorm(const double* x, int64_t n, int64_t stride) {
   double sum = 0.0;
@@ -47,127 +38,7 @@ double stableNorm(const double* x, int64_t n, int64_t stride) {
   return scale * std::sqrt(scaled);
 }
 
-namespace {
-
-// Block loops work on whole vectors of kLanes doubles (GCC/Clang vector
-// extensions: AVX-512 registers with -march=native on such CPUs, pairs or
-// quads of narrower registers elsewhere). kBlockSize is a multiple of kLanes
-// and every column is kAlign-aligned, so chunk c covers rows [c*kLanes,
-// (c+1)*kLanes) of every column with aligned loads and no remainder loop.
-// The helpers below pass vectors by value; they are internal and inlined, so
-// GCC's note that this ABI differs without AVX-512 concerns no real call.
-#pragma GCC diagnostic ignored "-Wpsabi"
-constexpr int kLanes = 8;
-constexpr int kChunks = kBlockSize / kLanes;
-typedef double Vec __attribute__((vector_size(kLanes * sizeof(double))));
-static_assert(kBlockSize % kLanes == 0, "block rows must fill whole vectors");
-static_assert(kAlign % sizeof(Vec) == 0, "columns must be aligned for vector loads");
-
-inline Vec load(const double* p) { return *reinterpret_cast<const Vec*>(p); }
-inline void store(double* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
-inline double sum(Vec v) {
-  double s = 0.0;
-  for (int l = 0; l < kLanes; ++l) s += v[l];
-  return s;
-}
-
-// Sum of squares of chunks [c0, kChunks) of a column, four independent
-// accumulators so the adds pipeline instead of waiting on each other.
-inline double sumOfSquares(const double* col, int c0) {
-  Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
-  int c = c0;
-  for (; c + 4 <= kChunks; c += 4) {
-    const Vec x0 = load(col + c * kLanes), x1 = load(col + (c + 1) * kLanes);
-    const Vec x2 = load(col + (c + 2) * kLanes), x3 = load(col + (c + 3) * kLanes);
-    a0 += x0 * x0;
-    a1 += x1 * x1;
-    a2 += x2 * x2;
-    a3 += x3 * x3;
-  }
-  for (; c < kChunks; ++c) {
-    const Vec x = load(col + c * kLanes);
-    a0 += x * x;
-  }
-  return sum((a0 + a1) + (a2 + a3));
-}
-
-// One Householder step on the trailing columns: the reflector u (stored over
-// v, u_k = 1) is formed from v in the same sweep that accumulates u . c_j for
-// every trailing column j, then a second sweep applies c_j -= tau (u . c_j) u.
-// N trailing columns; N > 0 is a compile-time count (accumulators stay in
-// registers) and N = 0 means "n at run time".
-template <int N>
-void applyReflector(double* v, double* const* cols, int n, int k, double scale, bool divide, double tau,
-                    double* rowOut) {
-  constexpr int kMax = N > 0 ? N : kMaxFactorColumns;
-  const int count = N > 0 ? N : n;
-  const int c0 = k / kLanes;
-  const int lane = k % kLanes;
-  Vec acc[kMax];
-  for (int j = 0; j < count; ++j) acc[j] = Vec{};
-  for (int c = c0; c < kChunks; ++c) {
-    const Vec x = load(v + c * kLanes);
-    Vec u = divide ? x / scale : x * scale;
-    if (c == c0) u[lane] = 1.0;  // rows [c0*kLanes, k) of v were zeroed by the caller
-    store(v + c * kLanes, u);
-    for (int j = 0; j < count; ++j) acc[j] += u * load(cols[j] + c * kLanes);
-  }
-  double f[kMax];
-  for (int j = 0; j < count; ++j) f[j] = tau * sum(acc[j]);
-  for (int c = c0; c < kChunks; ++c) {
-    const Vec u = load(v + c * kLanes);
-    for (int j = 0; j < count; ++j) store(cols[j] + c * kLanes, load(cols[j] + c * kLanes) - f[j] * u);
-  }
-  for (int j = 0; j < count; ++j) rowOut[j] = cols[j][k];
-}
-
-using ReflectorStep = void (*)(double*, double* const*, int, int, double, bool, double, double*);
-constexpr ReflectorStep kReflectorSteps[] = {applyReflector<0>, applyReflector<1>, applyReflector<2>,
-                                             applyReflector<3>, applyReflector<4>, applyReflector<5>,
-                                             applyReflector<6>, applyReflector<7>, applyReflector<8>};
-
-}  // namespace
-
-void blockFactor(double* A, int q, double* R) {
-  std::memset(R, 0, sizeof(double) * q * q);
-  double* cols[kMaxFactorColumns];
-  for (int k = 0; k < q; ++k) {
-    double* v = static_cast<double*>(__builtin_assume_aligned(A + static_cast<int64_t>(k) * kBlockSize, kAlign));
-    // Rows above k in this column are R entries already copied out; zero the
-    // ones that share a vector with row k so whole-vector sweeps ignore them.
-    for (int i = (k / kLanes) * kLanes; i < k; ++i) v[i] = 0.0;
-    const double x0 = v[k];
-    double s = 0.0;
-    const double sumSq = sumOfSquares(v, k / kLanes);
-    if (sumSq >= kSumSqLow && sumSq <= kSumSqHigh) {
-      s = std::sqrt(sumSq);
-    } else {
-      s = stableNorm(v + k, kBlockSize - k);
-    }
-    if (s == 0.0) {
-      for (int j = k; j < q; ++j) R[k * q + j] = A[static_cast<int64_t>(j) * kBlockSize + k];
-      continue;
-    }
-    const double beta = x0 >= 0.0 ? -s : s;
-    const double v0 = x0 - beta;
-    // u = v / v0 with |v0| >= s > 0 and tau = 1 + |x0|/s in [1, 2]: every
-    // product stays at the scale of one column entry. Multiplying by the
-    // reciprocal is several times cheaper than dividing; only a subnormal v0,
-    // whose reciprocal overflows, divides.
-    const double tau = 1.0 + std::fabs(x0) / s;
-    const int trailing = q - k - 1;
-    if (trailing > 0) {
-      for (int j = 0; j < trailing; ++j) cols[j] = A + static_cast<int64_t>(k + 1 + j) * kBlockSize;
-      const bool divide = std::fabs(v0) < kMinSafeReciprocal;
-      const double scale = divide ? v0 : 1.0 / v0;
-      const ReflectorStep step = trailing < static_cast<int>(sizeof kReflectorSteps / sizeof kReflectorSteps[0])
-                                     ? kReflectorSteps[trailing]
-                                     : kReflectorSteps[0];
-      step(v, cols, trailing, k, scale, divide, tau, R + k * q + k + 1);
-    }
-    R[k * q + k] = beta;
-  }
-}
+void blockFactor(double* A, int q, double* R) { blockFactorAt<kBlockSize>(A, q, R); }
 
 void mergeFactors(double* R1, double* R2, int q) {
   for (int k = 0; k < q; ++k) {

@@ -41,6 +41,13 @@ constexpr int kMaxFactorColumns = 65;
 // kAlign; destroyed). Writes the q x q row-major upper-triangular factor R.
 void blockFactor(double* A, int q, double* R);
 
+// The same for a block of `width` rows (one of kBlockWidths, at least q;
+// ReductionError otherwise), for the small curves of a batch. Rows past a
+// curve's points are zero, and the factor of a narrow block is the factor of
+// the kBlockSize block holding the same rows, to the bit (the sums group the
+// rows alike; block_qr.hpp), so a curve's fit does not depend on the width.
+void blockFactor(double* A, int q, double* R, int width);
+
 // R1 <- triangular factor of [R1; R2]. R2 is destroyed. Both q x q row major.
 void mergeFactors(double* R1, double* R2, int q);
 

@@ -1,13 +1,16 @@
 // The block loops and kernels of the model VM (program.cpp), and the
 // differentiation rules they share with its scalar prelude.
 //
-// Every loop here runs over one whole block: kBlockSize is a compile-time
-// constant and every buffer is 64-byte aligned scratch, so GCC vectorises the
-// loop with no peeled prologue and no scalar epilogue. That is a determinism
-// requirement, not only a speed one: libmvec's vector exp and glibc's scalar
-// exp may differ in the last bit, so a point must never switch between them
-// depending on where it sits in a block. (The only unaligned input is the
-// caller's y, read by exact subtraction alone.)
+// Every loop here runs over one whole block: its width (kBlockSize, or a
+// narrow width for small curves, see kBlockWidths in layout.hpp) is a
+// compile-time template argument, a multiple of 32, and every buffer is
+// 64-byte aligned scratch, so GCC vectorises the loop with no peeled prologue
+// and no scalar epilogue. That is a determinism requirement, not only a speed
+// one: libmvec's vector exp and glibc's scalar exp may differ in the last
+// bit, so a point must never switch between them depending on where it sits
+// in a block. Every loop is elementwise, so a point gets the same bits in a
+// block of any width. (The only unaligned input is the caller's y, read by
+// exact subtraction alone.)
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -254,56 +257,58 @@ inline void withBinaryOp(int op, F&& f) {
 
 // ---- block loops ----------------------------------------------------------
 
-template <class A, class Fn>
+template <int Width, class A, class Fn>
 inline void map1(double* out, A a, Fn fn) {
   double* o = aligned(out);
   auto pa = prep(a);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = fn(at(pa, i));
+  for (int i = 0; i < Width; ++i) o[i] = fn(at(pa, i));
 }
 
-template <class A, class B, class Fn>
+template <int Width, class A, class B, class Fn>
 inline void map2(double* out, A a, B b, Fn fn) {
   double* o = aligned(out);
   auto pa = prep(a);
   auto pb = prep(b);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = fn(at(pa, i), at(pb, i));
+  for (int i = 0; i < Width; ++i) o[i] = fn(at(pa, i), at(pb, i));
 }
 
-template <class A, class B, class C, class Fn>
+template <int Width, class A, class B, class C, class Fn>
 inline void map3(double* out, A a, B b, C c, Fn fn) {
   double* o = aligned(out);
   auto pa = prep(a);
   auto pb = prep(b);
   auto pc = prep(c);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) o[i] = fn(at(pa, i), at(pb, i), at(pc, i));
+  for (int i = 0; i < Width; ++i) o[i] = fn(at(pa, i), at(pb, i), at(pc, i));
 }
 
+template <int Width>
 inline void fill(double* out, double v) {
-  map1(out, v, [](double x) { return x; });
+  map1<Width>(out, v, [](double x) { return x; });
 }
 
 // out = a^n over a block, by the same product sequence as powi().
+template <int Width>
 inline void powiBlock(double* out, const double* a, int n) {
   unsigned m = n < 0 ? static_cast<unsigned>(-n) : static_cast<unsigned>(n);
   if (m == 0) {
-    fill(out, 1.0);
+    fill<Width>(out, 1.0);
     return;
   }
   int top = 31 - __builtin_clz(m);
   if (top == 0) {
-    map1(out, a, [](double x) { return x; });
+    map1<Width>(out, a, [](double x) { return x; });
   } else {
-    map1(out, a, [](double x) { return x * x; });
-    if ((m >> (top - 1)) & 1u) map2(out, out, a, [](double r, double x) { return r * x; });
+    map1<Width>(out, a, [](double x) { return x * x; });
+    if ((m >> (top - 1)) & 1u) map2<Width>(out, out, a, [](double r, double x) { return r * x; });
     for (int bit = top - 2; bit >= 0; --bit) {
-      map1(out, out, [](double r) { return r * r; });
-      if ((m >> bit) & 1u) map2(out, out, a, [](double r, double x) { return r * x; });
+      map1<Width>(out, out, [](double r) { return r * r; });
+      if ((m >> bit) & 1u) map2<Width>(out, out, a, [](double r, double x) { return r * x; });
     }
   }
-  if (n < 0) map1(out, out, [](double r) { return 1.0 / r; });
+  if (n < 0) map1<Width>(out, out, [](double r) { return 1.0 / r; });
 }
 
 // ---- tangent terms ------------------------------------------------------------
@@ -315,13 +320,6 @@ inline void powiBlock(double* out, const double* a, int n) {
 // plan: c, s*p[i] or (s*p[i])*q[i].
 
 enum class TermKind : uint8_t { kNone, kConst, kScaled, kScaledProd };
-
-struct Term {
-  TermKind kind = TermKind::kNone;
-  double c = 0.0;             // kConst value; kScaled, kScaledProd scale
-  const double* p = nullptr;  // kScaled, kScaledProd
-  const double* q = nullptr;  // kScaledProd
-};
 
 struct NoTerm {};
 struct ConstTerm { double c; };
@@ -360,13 +358,13 @@ inline void put(ToBlock s, int i, double v) { s.o[i] = v; }
 template <class W>
 inline void put(ToColumn<W> s, int i, double v) { s.o[i] = i < s.rows ? weigh(s.w, i, v) : 0.0; }
 
-template <class S, class A, class B>
+template <int Width, class S, class A, class B>
 inline void sumLoop(S store, A a, B b) {
   auto o = prep(store);
   auto ta = prep(a);
   auto tb = prep(b);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) {
+  for (int i = 0; i < Width; ++i) {
     if constexpr (std::is_same_v<B, NoTerm>) {
       put(o, i, at(ta, i));
     } else {
@@ -377,25 +375,25 @@ inline void sumLoop(S store, A a, B b) {
 
 // Min/max tangents: chooseA ? ta : tb, each side a constant (0 when that
 // operand lacks the parameter) or a scaled block.
-template <class S, class A, class B>
+template <int Width, class S, class A, class B>
 inline void selectLoop(S store, const double* chooseA, A a, B b) {
   auto o = prep(store);
   const double* c = aligned(chooseA);
   auto ta = prep(a);
   auto tb = prep(b);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) put(o, i, c[i] != 0.0 ? at(ta, i) : at(tb, i));
+  for (int i = 0; i < Width; ++i) put(o, i, c[i] != 0.0 ? at(ta, i) : at(tb, i));
 }
 
 // The residual column w * (f - y). y may be the caller's own (unaligned)
 // column: the subtraction is exact IEEE arithmetic, so alignment cannot
 // change a bit.
-template <class S, class F>
+template <int Width, class S, class F>
 inline void residualLoop(S store, F f, const double* y) {
   auto o = prep(store);
   auto pf = prep(f);
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) put(o, i, at(pf, i) - y[i]);
+  for (int i = 0; i < Width; ++i) put(o, i, at(pf, i) - y[i]);
 }
 
 // ---- kernels ----------------------------------------------------------------------
@@ -407,7 +405,7 @@ struct BlockContext {
   double* A;              // evalBlock's output
   int rows;               // valid rows of this block
   const double* weights;  // 1/sigma for the block, or null
-  const double* y;        // kBlockSize readable values of y
+  const double* y;        // a block's width of readable values of y
 };
 
 struct Kernel {
@@ -427,56 +425,59 @@ inline auto operand(const Kernel& k, int i) {
   else return k.c[i];
 }
 
-template <int Op>
+template <int Width, int Op>
 void unaryValueKernel(const Kernel& k, const BlockContext&) {
-  map1(k.out, k.p[0], [](double x) { return unaryValue<Op>(x); });
+  map1<Width>(k.out, k.p[0], [](double x) { return unaryValue<Op>(x); });
 }
 
-template <int Op, bool ABlock, bool BBlock>
+template <int Width, int Op, bool ABlock, bool BBlock>
 void binaryValueKernel(const Kernel& k, const BlockContext&) {
-  map2(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) { return binaryValue<Op>(x, y); });
+  map2<Width>(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) { return binaryValue<Op>(x, y); });
 }
 
-inline void powiKernel(const Kernel& k, const BlockContext&) { powiBlock(k.out, k.p[0], k.n); }
+template <int Width>
+void powiKernel(const Kernel& k, const BlockContext&) { powiBlock<Width>(k.out, k.p[0], k.n); }
 
 // out = d unary/da from a (p[0]) and the value (p[1]).
-template <int Op>
+template <int Width, int Op>
 void unaryDerivativeKernel(const Kernel& k, const BlockContext&) {
-  map2(k.out, k.p[0], k.p[1], [](double x, double v) { return unaryDerivative<Op>(x, v); });
+  map2<Width>(k.out, k.p[0], k.p[1], [](double x, double v) { return unaryDerivative<Op>(x, v); });
 }
 
 // out = d a/b / da = 1/b, for a block b in p[0].
-inline void divDaKernel(const Kernel& k, const BlockContext&) {
-  map1(k.out, k.p[0], [](double y) { return binaryDa<kDiv>(0.0, y, 0.0); });
+template <int Width>
+void divDaKernel(const Kernel& k, const BlockContext&) {
+  map1<Width>(k.out, k.p[0], [](double y) { return binaryDa<kDiv>(0.0, y, 0.0); });
 }
 
 // out = d a/b / db = -v/b, from the value (p[0]) and a block b (p[1]).
-inline void divDbKernel(const Kernel& k, const BlockContext&) {
-  map2(k.out, k.p[0], k.p[1], [](double v, double y) { return binaryDb<kDiv>(0.0, y, v); });
+template <int Width>
+void divDbKernel(const Kernel& k, const BlockContext&) {
+  map2<Width>(k.out, k.p[0], k.p[1], [](double v, double y) { return binaryDb<kDiv>(0.0, y, v); });
 }
 
 // out = d op(a, b) / d a (or / d b) from a, b and the value (p[2]).
-template <int Op, bool ForB, bool ABlock, bool BBlock>
+template <int Width, int Op, bool ForB, bool ABlock, bool BBlock>
 void binaryPartialKernel(const Kernel& k, const BlockContext&) {
-  map3(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), k.p[2], [](double x, double y, double v) {
+  map3<Width>(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), k.p[2], [](double x, double y, double v) {
     if constexpr (ForB) return binaryDb<Op>(x, y, v);
     else return binaryDa<Op>(x, y, v);
   });
 }
 
 // out = 1 where min/max takes a, else 0.
-template <int Op, bool ABlock, bool BBlock>
+template <int Width, int Op, bool ABlock, bool BBlock>
 void choiceKernel(const Kernel& k, const BlockContext&) {
-  map2(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) {
+  map2<Width>(k.out, operand<ABlock>(k, 0), operand<BBlock>(k, 1), [](double x, double y) {
     return (Op == kMin ? minTakesA(x, y) : maxTakesA(x, y)) ? 1.0 : 0.0;
   });
 }
 
-template <class S>
+template <int Width, class S>
 inline S storeOf(const Kernel& k, const BlockContext& ctx) {
   if constexpr (std::is_same_v<S, ToBlock>) return ToBlock{k.out};
-  else if constexpr (std::is_same_v<S, ToColumn<Unweighted>>) return S{ctx.A + k.column * kBlockSize, ctx.rows, {}};
-  else return S{ctx.A + k.column * kBlockSize, ctx.rows, ctx.weights};
+  else if constexpr (std::is_same_v<S, ToColumn<Unweighted>>) return S{ctx.A + k.column * Width, ctx.rows, {}};
+  else return S{ctx.A + k.column * Width, ctx.rows, ctx.weights};
 }
 
 // Term a is packed in c[0], p[0], p[1]; term b in c[1], p[2], p[3].
@@ -488,39 +489,40 @@ inline T unpackTerm(double c, const double* p, const double* q) {
   else return ScaledProdTerm{c, p, q};
 }
 
-template <class S, class A, class B>
+template <int Width, class S, class A, class B>
 void sumKernel(const Kernel& k, const BlockContext& ctx) {
-  sumLoop(storeOf<S>(k, ctx), unpackTerm<A>(k.c[0], k.p[0], k.p[1]), unpackTerm<B>(k.c[1], k.p[2], k.p[3]));
+  sumLoop<Width>(storeOf<Width, S>(k, ctx), unpackTerm<A>(k.c[0], k.p[0], k.p[1]), unpackTerm<B>(k.c[1], k.p[2], k.p[3]));
 }
 
 // Select kernels keep the choice block in p[1] (their terms never use q).
-template <class S, class A, class B>
+template <int Width, class S, class A, class B>
 void selectKernel(const Kernel& k, const BlockContext& ctx) {
-  selectLoop(storeOf<S>(k, ctx), k.p[1], unpackTerm<A>(k.c[0], k.p[0], nullptr),
+  selectLoop<Width>(storeOf<Width, S>(k, ctx), k.p[1], unpackTerm<A>(k.c[0], k.p[0], nullptr),
              unpackTerm<B>(k.c[1], k.p[2], nullptr));
 }
 
-template <class S, bool FBlock>
+template <int Width, class S, bool FBlock>
 void residualKernel(const Kernel& k, const BlockContext& ctx) {
-  residualLoop(storeOf<S>(k, ctx), operand<FBlock>(k, 0), ctx.y);
+  residualLoop<Width>(storeOf<Width, S>(k, ctx), operand<FBlock>(k, 0), ctx.y);
 }
 
 // The residual of an output a+b or a-b, computed without storing the value:
 // nothing in evalBlock reads it. Not a*b: GCC would contract a*b - y into an
 // FMA, and the residual would no longer be exactly f - y for the f that
 // evalValues returns.
-template <int Op, bool ABlock, bool BBlock, class S>
+template <int Width, int Op, bool ABlock, bool BBlock, class S>
 void binaryResidualKernel(const Kernel& k, const BlockContext& ctx) {
-  auto o = prep(storeOf<S>(k, ctx));
+  auto o = prep(storeOf<Width, S>(k, ctx));
   auto pa = prep(operand<ABlock>(k, 0));
   auto pb = prep(operand<BBlock>(k, 1));
   const double* y = ctx.y;
 #pragma omp simd
-  for (int i = 0; i < kBlockSize; ++i) put(o, i, binaryValue<Op>(at(pa, i), at(pb, i)) - y[i]);
+  for (int i = 0; i < Width; ++i) put(o, i, binaryValue<Op>(at(pa, i), at(pb, i)) - y[i]);
 }
 
-inline void zeroColumnKernel(const Kernel& k, const BlockContext& ctx) {
-  fill(ctx.A + k.column * kBlockSize, 0.0);
+template <int Width>
+void zeroColumnKernel(const Kernel& k, const BlockContext& ctx) {
+  fill<Width>(ctx.A + k.column * Width, 0.0);
 }
 
 // ---- choosing a kernel ----------------------------------------------------------
@@ -544,51 +546,55 @@ inline auto withOperandKinds(bool aBlock, bool bBlock, F&& f) {
 }
 
 // Packs a + b (a present) into k and sets its loop for store type S.
-template <class S>
+template <int Width, class S>
 inline Kernel::Fn sumKernelFor(TermKind a, TermKind b) {
   return withTermType(a, [&](auto ta) {
     return withTermType(b, [&](auto tb) -> Kernel::Fn {
       if constexpr (std::is_same_v<decltype(ta), NoTerm>) return nullptr;
-      else return &sumKernel<S, decltype(ta), decltype(tb)>;
+      else return &sumKernel<Width, S, decltype(ta), decltype(tb)>;
     });
   });
 }
 
-template <class S>
+template <int Width, class S>
 inline Kernel::Fn selectKernelFor(TermKind a, TermKind b) {
   auto side = [](TermKind k) { return k == TermKind::kScaled; };
-  if (side(a) && side(b)) return &selectKernel<S, ScaledTerm, ScaledTerm>;
-  if (side(a)) return &selectKernel<S, ScaledTerm, ConstTerm>;
-  if (side(b)) return &selectKernel<S, ConstTerm, ScaledTerm>;
-  return &selectKernel<S, ConstTerm, ConstTerm>;
+  if (side(a) && side(b)) return &selectKernel<Width, S, ScaledTerm, ScaledTerm>;
+  if (side(a)) return &selectKernel<Width, S, ScaledTerm, ConstTerm>;
+  if (side(b)) return &selectKernel<Width, S, ConstTerm, ScaledTerm>;
+  return &selectKernel<Width, S, ConstTerm, ConstTerm>;
 }
 
+template <int Width>
 inline Kernel::Fn unaryValueKernelFor(int op) {
   Kernel::Fn fn = nullptr;
-  withUnaryOp(op, [&](auto tag) { fn = &unaryValueKernel<decltype(tag)::value>; });
+  withUnaryOp(op, [&](auto tag) { fn = &unaryValueKernel<Width, decltype(tag)::value>; });
   return fn;
 }
 
+template <int Width>
 inline Kernel::Fn unaryDerivativeKernelFor(int op) {
   Kernel::Fn fn = nullptr;
   withUnaryOp(op, [&](auto tag) {
     constexpr int Op = decltype(tag)::value;
-    if constexpr (!isPiecewiseConstant(Op)) fn = &unaryDerivativeKernel<Op>;
+    if constexpr (!isPiecewiseConstant(Op)) fn = &unaryDerivativeKernel<Width, Op>;
   });
   return fn;
 }
 
+template <int Width>
 inline Kernel::Fn binaryValueKernelFor(int op, bool aBlock, bool bBlock) {
   Kernel::Fn fn = nullptr;
   withBinaryOp(op, [&](auto tag) {
     withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
-      fn = &binaryValueKernel<decltype(tag)::value, decltype(ab)::value, decltype(bb)::value>;
+      fn = &binaryValueKernel<Width, decltype(tag)::value, decltype(ab)::value, decltype(bb)::value>;
     });
   });
   return fn;
 }
 
 // [0] without sigma, [1] with.
+template <int Width>
 inline std::pair<Kernel::Fn, Kernel::Fn> binaryResidualKernelFor(int op, bool aBlock, bool bBlock) {
   std::pair<Kernel::Fn, Kernel::Fn> fns{nullptr, nullptr};
   withBinaryOp(op, [&](auto tag) {
@@ -596,28 +602,30 @@ inline std::pair<Kernel::Fn, Kernel::Fn> binaryResidualKernelFor(int op, bool aB
     if constexpr (Op == kAdd || Op == kSub) {
       withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
         constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
-        fns = {&binaryResidualKernel<Op, A, B, ToColumn<Unweighted>>,
-               &binaryResidualKernel<Op, A, B, ToColumn<const double*>>};
+        fns = {&binaryResidualKernel<Width, Op, A, B, ToColumn<Unweighted>>,
+               &binaryResidualKernel<Width, Op, A, B, ToColumn<const double*>>};
       });
     }
   });
   return fns;
 }
 
+template <int Width>
 inline Kernel::Fn binaryPartialKernelFor(int op, bool forB, bool aBlock, bool bBlock) {
   Kernel::Fn fn = nullptr;
   withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) {
     constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
-    if (op == kPow) fn = forB ? &binaryPartialKernel<kPow, true, A, B> : &binaryPartialKernel<kPow, false, A, B>;
-    if (op == kAtan2) fn = forB ? &binaryPartialKernel<kAtan2, true, A, B> : &binaryPartialKernel<kAtan2, false, A, B>;
+    if (op == kPow) fn = forB ? &binaryPartialKernel<Width, kPow, true, A, B> : &binaryPartialKernel<Width, kPow, false, A, B>;
+    if (op == kAtan2) fn = forB ? &binaryPartialKernel<Width, kAtan2, true, A, B> : &binaryPartialKernel<Width, kAtan2, false, A, B>;
   });
   return fn;
 }
 
+template <int Width>
 inline Kernel::Fn choiceKernelFor(int op, bool aBlock, bool bBlock) {
   return withOperandKinds(aBlock, bBlock, [&](auto ab, auto bb) -> Kernel::Fn {
     constexpr bool A = decltype(ab)::value, B = decltype(bb)::value;
-    return op == kMin ? &choiceKernel<kMin, A, B> : &choiceKernel<kMax, A, B>;
+    return op == kMin ? &choiceKernel<Width, kMin, A, B> : &choiceKernel<Width, kMax, A, B>;
   });
 }
 
