@@ -5,6 +5,8 @@
  *   const r = await fit({ model: 'b1*(1-exp(-b2*x))', data: { x, y }, p0: { b1: 500, b2: 1e-4 } });
  *   console.log(r.params, r.stderr, r.summary());
  */
+import { runFitMany, type FitManyResult } from './batch/fitMany.js';
+import type { FitManyOptions } from './batch/options.js';
 import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
 import { memorySource } from './data/sources/memory.js';
@@ -77,6 +79,11 @@ export class Engine {
     await Promise.all(Array.from({ length: this.pool.threads }, () => pool.run(task)));
   }
 
+  /** Fits many small independent curves natively, sharded over the pool; see FitManyOptions. */
+  async fitMany(options: FitManyOptions): Promise<FitManyResult> {
+    return runFitMany(this.pool, options);
+  }
+
   /** Stops the workers. The engine cannot fit afterwards. */
   close(): Promise<void> {
     return this.pool.close();
@@ -89,6 +96,11 @@ let defaultEngine: Engine | undefined;
 export function getDefaultEngine(): Engine {
   if (!defaultEngine) defaultEngine = new Engine();
   return defaultEngine;
+}
+
+/** Fits many curves with the default engine. */
+export function fitMany(options: FitManyOptions): Promise<FitManyResult> {
+  return getDefaultEngine().fitMany(options);
 }
 
 /** Fits with the default engine. */

@@ -5,7 +5,9 @@
  *   const r = await fit({ model: 'a*exp(-b*x)+c', data: { x, y }, p0: { a: 1, b: 1, c: 0 } });
  *   console.log(r.summary());
  */
-export { fit, Engine, getDefaultEngine } from './fit.js';
+export { fit, fitMany, Engine, getDefaultEngine } from './fit.js';
+export type { FitManyOptions } from './batch/options.js';
+export type { FitManyResult } from './batch/fitMany.js';
 export type { EngineOptions, FitOptions, ModelSpec, Strategy } from './options.js';
 export { FitResult, type FitTiming, type Band, type BandOptions, type PointsInput } from './solver/result.js';
 export { ModelError } from './errors.js';

@@ -94,6 +94,10 @@ export interface SolverOptions {
 }
 
 export interface NativeAddon {
+  /** Fits curves [curveStart, curveEnd) of a batch natively, writing spec.out in place (native/kernel/batch.hpp). */
+  fitBatch(spec: Record<string, unknown>): void;
+  /** Status code -> name for fitBatch's per-curve status. */
+  batchStatusNames: string[];
   Kernel: new (code: Int32Array, consts: Float64Array) => NativeKernel;
   Solver: NativeSolverClass;
   finishTree(parts: Float64Array[], nBlocks: number, q: number): Float64Array;

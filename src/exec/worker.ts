@@ -6,6 +6,7 @@
  * JavaScript model runs the block loop of src/exec/jsModel.ts; its module is
  * imported once per worker (the first task of a fit waits for it).
  */
+import { isBatchTask, runBatchTask, type BatchPart, type BatchTask } from '../batch/task.js';
 import { loadAddon, type NativeKernel } from '../native.js';
 import type { PassModel } from './evaluator.js';
 import { cachedJsModel, isJsModelPlan, loadJsModel, reduceJsRange, type JsModelFunctions, type JsModelPlan } from './jsModel.js';
@@ -56,11 +57,12 @@ export interface WarmupTask {
   warmup: true;
 }
 
-export default function reduceRange(task: PassTask | WarmupTask): PassPart | null | Promise<PassPart> {
+export default function reduceRange(task: PassTask | WarmupTask | BatchTask): PassPart | BatchPart | null | Promise<PassPart> {
   if ('warmup' in task) {
     loadAddon();
     return null;
   }
+  if (isBatchTask(task)) return runBatchTask(task);
   const model = task.model;
   if (isJsModelPlan(model)) {
     const functions = cachedJsModel(model);

@@ -1,0 +1,156 @@
+/**
+ * fitMany: many small independent fits (a spectrum per pixel, a peak per
+ * channel). Each curve is fitted entirely in C++ by the same Levenberg-
+ * Marquardt state machine as fit(); curves are sharded over the engine's pool
+ * and every shard writes its results in place into shared typed arrays.
+ *
+ *   const r = await fitMany({ model: 'a*exp(-((x1-u)^2+(x2-v)^2)/(2*s^2))+c',
+ *                             x: { x1, x2 }, y, p0: { a: 10, u: 2, v: 2, s: 1, c: 1 } });
+ *   r.params   // Float64Array, M x p, row-major
+ *   r.counts   // { ftol: 999998, max_fev: 2 }
+ */
+import { fitAborted } from '../errors.js';
+import type { EnginePool } from '../exec/engine.js';
+import { loadAddon } from '../native.js';
+import { normalizeFitMany, type FitManyOptions } from './options.js';
+import { runBatchTask, type BatchOutput, type BatchSpec, type BatchTask, type BatchPart } from './task.js';
+
+export interface FitManyResult {
+  paramNames: string[];
+  /** Curves. */
+  m: number;
+  /** Parameters per curve. */
+  p: number;
+  /** M x p, row-major. */
+  params: Float64Array;
+  /** M x p standard errors (curve_fit's scaling unless absoluteSigma). */
+  stderr: Float64Array;
+  /** Per curve: weighted sum of squared residuals, or the deviance for estimator 'poisson'. */
+  chi2: Float64Array;
+  iterations: Float64Array;
+  nfev: Float64Array;
+  /** Per curve: an index into statusNames. */
+  status: Uint8Array;
+  statusNames: readonly string[];
+  /** Curves per status name (only statuses that occurred). */
+  counts: Record<string, number>;
+  /** Curves whose status is a convergence test (ftol, xtol, ftol_xtol, gtol). */
+  converged: number;
+  threads: number;
+  timing: { totalMs: number; fitMs: number; fitsPerSecond: number };
+}
+
+/** Below this many curves the batch runs on the calling thread: a pool round trip would cost more. */
+const kInlineMaxCurves = 512;
+/** Shards per thread when shardSize is not given: enough to balance, few enough to be cheap. */
+const kShardsPerThread = 16;
+const kMinShard = 256;
+/** Largest default shard: keeps an abort (a batch job's SIGTERM) answered within a fraction of a second. */
+const kMaxShard = 8192;
+
+function sharedF64(length: number): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(Math.max(1, length) * 8)).subarray(0, length);
+}
+
+export async function runFitMany(pool: EnginePool, options: FitManyOptions): Promise<FitManyResult> {
+  const started = performance.now();
+  const job = normalizeFitMany(options, pool.threads);
+  if (job.signal?.aborted) throw fitAborted(job.signal);
+  const addon = loadAddon();
+  const { m } = job;
+  const p = job.paramNames.length;
+  const out: BatchOutput = {
+    params: sharedF64(m * p),
+    stderr: sharedF64(m * p),
+    chi2: sharedF64(m),
+    iterations: sharedF64(m),
+    nfev: sharedF64(m),
+    status: new Uint8Array(new SharedArrayBuffer(Math.max(1, m))).subarray(0, m),
+  };
+  const estimate = job.p0 === null;
+  const spec: BatchSpec = {
+    code: job.model.code,
+    consts: job.model.consts,
+    nParams: p,
+    x: job.x,
+    xPerCurve: job.xPerCurve,
+    y: job.y,
+    offsets: job.offsets,
+    sigma: job.sigma,
+    p0: job.p0 ?? sharedF64(m * p),
+    estimate: estimate ? job.catalog!.name : null,
+    lower: job.lower,
+    upper: job.upper,
+    loss: job.loss,
+    estimator: job.estimator,
+    absoluteSigma: job.absoluteSigma,
+    solver: job.solver,
+    out,
+  };
+
+  const fitStarted = performance.now();
+  const inline = m <= kInlineMaxCurves && job.shardSize === null;
+  const shard = job.shardSize ?? Math.min(kMaxShard, Math.max(kMinShard, Math.ceil(m / (job.threads * kShardsPerThread))));
+  const shards: Array<[number, number]> = [];
+  for (let start = 0; start < m; start += shard) shards.push([start, Math.min(m, start + shard)]);
+  let done = 0;
+  let curvesDone = 0;
+  const report = (part: BatchPart): void => {
+    done += 1;
+    curvesDone += part.curves;
+    job.onProgress?.({ type: 'shard', done, total: shards.length, curvesDone, elapsedMs: performance.now() - started });
+  };
+  if (inline) {
+    for (const [curveStart, curveEnd] of shards) {
+      if (job.signal?.aborted) throw fitAborted(job.signal);
+      report(runBatchTask({ batch: spec, curveStart, curveEnd }));
+    }
+  } else {
+    const workers = pool.workers();
+    let next = 0;
+    let failed = false;
+    const runner = async (): Promise<void> => {
+      while (next < shards.length && !failed) {
+        if (job.signal?.aborted) {
+          failed = true;
+          throw fitAborted(job.signal);
+        }
+        const [curveStart, curveEnd] = shards[next++]!;
+        const task: BatchTask = { batch: spec, curveStart, curveEnd };
+        try {
+          report((await workers.run(task)) as BatchPart);
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(job.threads, shards.length) }, runner));
+  }
+  const fitMs = performance.now() - fitStarted;
+
+  const statusNames: readonly string[] = addon.batchStatusNames;
+  const counts: Record<string, number> = {};
+  let converged = 0;
+  for (let c = 0; c < m; c++) {
+    const name = statusNames[out.status[c]!] ?? `status_${out.status[c]}`;
+    counts[name] = (counts[name] ?? 0) + 1;
+    if (name === 'ftol' || name === 'xtol' || name === 'ftol_xtol' || name === 'gtol') converged += 1;
+  }
+  return {
+    paramNames: job.paramNames,
+    m,
+    p,
+    params: out.params,
+    stderr: out.stderr,
+    chi2: out.chi2,
+    iterations: out.iterations,
+    nfev: out.nfev,
+    status: out.status,
+    statusNames,
+    counts,
+    converged,
+    threads: inline ? 1 : job.threads,
+    timing: { totalMs: performance.now() - started, fitMs, fitsPerSecond: fitMs > 0 ? (m / fitMs) * 1000 : Infinity },
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * One shard of a fitMany batch, run on a worker (or the calling thread):
+ * estimates starting values for catalog models when asked, then fits curves
+ * [curveStart, curveEnd) natively (native/kernel/batch.hpp), writing results
+ * in place into the shared output arrays.
+ */
+import { catalogModel } from '../model/catalog.js';
+import { loadAddon } from '../native.js';
+
+export interface BatchSpec {
+  code: Int32Array;
+  consts: Float64Array;
+  nParams: number;
+  x: Float64Array[];
+  xPerCurve: boolean;
+  y: Float64Array;
+  offsets: Float64Array;
+  sigma: Float64Array | null;
+  /** p (shared) or M x p; with `estimate`, an M x p array the shard fills first. */
+  p0: Float64Array;
+  /** A catalog model name: estimate each curve's p0 into p0 (M x p) before fitting. */
+  estimate: string | null;
+  lower: Float64Array | null;
+  upper: Float64Array | null;
+  loss: { code: number; fScale: number } | null;
+  estimator: 0 | 1;
+  absoluteSigma: boolean;
+  solver: { ftol: number; xtol: number; gtol: number; maxFev: number; factor: number };
+  out: BatchOutput;
+}
+
+export interface BatchOutput {
+  params: Float64Array;
+  stderr: Float64Array;
+  chi2: Float64Array;
+  iterations: Float64Array;
+  nfev: Float64Array;
+  status: Uint8Array;
+}
+
+export interface BatchTask {
+  batch: BatchSpec;
+  curveStart: number;
+  curveEnd: number;
+}
+
+export interface BatchPart {
+  curves: number;
+  kernelMs: number;
+}
+
+export function isBatchTask(task: unknown): task is BatchTask {
+  return task !== null && typeof task === 'object' && 'batch' in task;
+}
+
+/** Fits one shard; synchronous (a worker thread is already off the event loop). */
+export function runBatchTask(task: BatchTask): BatchPart {
+  const started = performance.now();
+  const b = task.batch;
+  if (b.estimate) estimateStarts(b, task.curveStart, task.curveEnd);
+  loadAddon().fitBatch({
+    code: b.code,
+    consts: b.consts,
+    nParams: b.nParams,
+    x: b.x,
+    xPerCurve: b.xPerCurve,
+    y: b.y,
+    offsets: b.offsets,
+    ...(b.sigma ? { sigma: b.sigma } : {}),
+    p0: b.p0,
+    ...(b.lower ? { lower: b.lower, upper: b.upper! } : {}),
+    ...(b.loss ? { loss: b.loss.code, fScale: b.loss.fScale } : {}),
+    estimator: b.estimator,
+    absoluteSigma: b.absoluteSigma,
+    ...b.solver,
+    curveStart: task.curveStart,
+    curveEnd: task.curveEnd,
+    out: b.out,
+  });
+  return { curves: task.curveEnd - task.curveStart, kernelMs: performance.now() - started };
+}
+
+/** Catalog models: each curve's first guess from its own points (x is the model's one variable). */
+function estimateStarts(b: BatchSpec, start: number, end: number): void {
+  const model = catalogModel(b.estimate!);
+  const p = b.nParams;
+  for (let c = start; c < end; c++) {
+    const first = b.offsets[c]!;
+    const last = b.offsets[c + 1]!;
+    const x = b.xPerCurve ? b.x[0]!.subarray(first, last) : b.x[0]!.subarray(0, last - first);
+    const y = b.y.subarray(first, last);
+    let guess: number[];
+    try {
+      guess = model.guess(x, y);
+    } catch {
+      guess = new Array<number>(p).fill(NaN);
+    }
+    // A curve the guess cannot handle (NaN, too few points) keeps NaN starts: the native fit reports it invalid.
+    for (let j = 0; j < p; j++) b.p0[c * p + j] = Number.isFinite(guess[j]!) ? guess[j]! : NaN;
+  }
+}
