@@ -13,6 +13,8 @@ export const kMainHelp = `Usage: nlfit <command> [options]
 
 Commands:
   fit <data> --model <m>    fit a model to data in files (CSV, .npy, raw binary columns)
+  batch <y.npy> --model <m> fit the model to every curve (row) of a 2-D .npy, or to one
+                            shard of them (job arrays): per-curve results as .npy
   decide --points N --params P
                             how a fit of that size would run here, and why
   models                    the catalog models: formulas and what each parameter means
@@ -31,6 +33,7 @@ Examples:
   nlfit fit misra1a.csv --model "b1*(1-exp(-b2*x))" --p0 b1=500,b2=1e-4
   nlfit fit scan.csv.gz --model gaussian --report --plot scan.svg
   nlfit fit --config job.yaml --json > result.json
+  nlfit batch spectra.npy --model gaussian --x energy.npy --out results/spectra
   nlfit decide --points 1e9 --params 3 --memory-limit 8GB
 
 Run 'nlfit <command> --help' for a command's options.`;
@@ -118,6 +121,82 @@ Examples:
   p0: { a: 5, b: 1, c: 0 }
   bounds: { b: [0, null] }
   memoryLimit: 2GB`;
+
+export const kBatchHelp = `Usage: nlfit batch <y.npy> --model <expr|catalog name> [options]
+
+Fits the model to every curve of y.npy, a 2-D array of M curves x n points
+(one curve per row; float64 or float32, C or Fortran order), each curve on
+its own, in native code on all threads (the library's fitMany).
+
+Data:
+  <y.npy>                   the curves: shape (M, n)
+  --x <x.npy>               the variable x: shape (n,), shared by every curve, or
+                            (M, n), one row per curve (default: 0, 1, ..., n-1)
+  --x x1=x1.npy,x2=x2.npy   several variables, each (n,) or (M, n): a 5x5 image has
+                            n = 25 points and x1, x2 the pixel coordinates
+  --sigma <sigma.npy>       standard deviations of y: (n,) or (M, n)
+
+Model:
+  --model <m>               an expression ("a*exp(-b*x)+c") or a catalog model
+                            (see 'nlfit models'); every curve is fitted by it
+  --p0 <list>               starting values shared by every curve: a=5,b=1,c=0 (or 5,1,0
+                            in --params order); optional for catalog models
+                            (guessed per curve)
+  --p0 <p0.npy>             starting values per curve: shape (M, p), columns in
+                            --params order (or (p,), shared)
+  --params <names>          the parameters' order: a,b,c (default: the catalog's,
+                            or order of first appearance in the expression)
+  --bounds <list>           b=0:inf,c=-1:1, shared by every curve
+  --estimator <name>        lsq (least squares, default) or poisson (counts: maximum
+                            likelihood; chi2 is then the deviance)
+  --loss <name>             linear, soft_l1, huber, cauchy, arctan
+  --f-scale <x>             residual scale of a robust loss (default 1)
+  --absolute-sigma          do not rescale the standard errors by the reduced chi-square
+
+Solver (per curve):
+  --ftol <x>, --xtol <x>    relative tolerances (default 1e-10)
+  --gtol <x>                orthogonality tolerance (default 0)
+  --max-fev <n>             most model evaluations per curve (default 100*(params+1))
+  --threads <n>             worker threads (default: the CPUs this process may use)
+
+Job arrays:
+  --shard <i/n>             fit only part i of n (i from 0): curves floor(i*M/n) up to
+                            floor((i+1)*M/n) - 1, reading only those rows; the outputs
+                            cover that range and say which it is
+                            (--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)
+
+Output (results on stdout or in files; progress and notices on stderr):
+  (default)                 a summary: curves, fits per second, curves per status,
+                            the fraction converged
+  --json                    the summary as JSON: counts per status, the range of curves
+                            (start inclusive, end exclusive), timing; with no --out and
+                            at most 1000 curves also params, stderr, chi2, iterations,
+                            nfev and status per curve
+  --out <prefix>            writes <prefix>.params.npy and <prefix>.stderr.npy (m x p
+                            float64), <prefix>.chi2.npy (float64), <prefix>.iterations.npy
+                            and <prefix>.nfev.npy (int32), <prefix>.status.npy (uint8, an
+                            index into statusNames) and, last, <prefix>.json (the summary:
+                            parameter and status names, counts, range, timing); each
+                            through a temporary file renamed into place
+  --progress                progress lines on stderr even when it is not a terminal
+  --quiet                   no progress and no notices on stderr
+
+Exit codes:
+  0    every curve of the range was fitted, whether or not it converged (see the
+       counts; a curve with NaN in y, or that hit --max-fev, gets its own status)
+  1    the batch failed while fitting
+  2    usage error: unknown flag, bad value, missing --model or --p0, a model that
+       does not parse, an unknown parameter, a bad --shard
+  3    data error: a file that cannot be read or is not a float .npy, shapes of y,
+       x, sigma and p0 that do not agree, a starting value that is not finite
+  130  interrupted by SIGINT; 143 interrupted by SIGTERM (nothing is written)
+
+Examples:
+  nlfit batch spectra.npy --model gaussian --x energy.npy
+  nlfit batch decays.npy --model "a*exp(-t/tau)+c" --x t=t.npy --p0 a=1,tau=2,c=0 --out fits/decays
+  nlfit batch pixels.npy --model "a*exp(-((x1-u)^2+(x2-v)^2)/(2*s^2))+c" \\
+    --x x1=x1.npy,x2=x2.npy --p0 p0.npy --params a,u,v,s,c --json > pixels.json
+  nlfit batch y.npy --model gaussian --shard 3/16 --out results/part-3`;
 
 export const kDecideHelp = `Usage: nlfit decide --points N --params P [options]
 

@@ -3,24 +3,27 @@
  * The nlfit command.
  *   nlfit fit data.csv --model "b1*(1-exp(-b2*x))" --p0 b1=500,b2=1e-4 [--json | --report]
  *   nlfit fit --config job.yaml
+ *   nlfit batch y.npy --model gaussian --x x.npy [--shard i/n] [--out prefix]
  *   nlfit decide --points 1e8 --params 3 [--memory-limit 2GB]
  *   nlfit models
  *   nlfit demo [--points N] [--threads N]
  * Exit codes (exit.ts): 0 converged, 1 not converged, 2 usage error, 3 data
- * error, 130/143 interrupted by SIGINT/SIGTERM.
+ * error, 130/143 interrupted by SIGINT/SIGTERM. `nlfit batch` exits 0 when
+ * every curve was fitted, converged or not (its counts say which).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from './args.js';
+import { commandBatch } from './batchCommand.js';
 import { commandDecide } from './decideCommand.js';
 import { runDemo } from './demo.js';
 import { didYouMean, exitCodeFor, kExitConverged, kExitNotConverged, kExitUsage, UsageError } from './exit.js';
 import { commandFit, type CommandIo, type FitContext } from './fitCommand.js';
-import { kDecideHelp, kDemoHelp, kFitHelp, kMainHelp, kModelsHelp } from './help.js';
+import { kBatchHelp, kDecideHelp, kDemoHelp, kFitHelp, kMainHelp, kModelsHelp } from './help.js';
 import { commandModels } from './modelsCommand.js';
 import { detectCpus } from './resources.js';
 import { parseInteger } from './values.js';
 
-const kCommandHelp: Record<string, string> = { fit: kFitHelp, decide: kDecideHelp, models: kModelsHelp, demo: kDemoHelp };
+const kCommandHelp: Record<string, string> = { fit: kFitHelp, batch: kBatchHelp, decide: kDecideHelp, models: kModelsHelp, demo: kDemoHelp };
 
 const io: CommandIo = {
   out: (text) => process.stdout.write(`${text}\n`),
@@ -55,7 +58,7 @@ function version(): string {
   return pkg.version;
 }
 
-const kCommands = ['fit', 'decide', 'models', 'demo', 'help'];
+const kCommands = ['fit', 'batch', 'decide', 'models', 'demo', 'help'];
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -64,6 +67,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'fit':
         return await commandFit(rest, io, context);
+      case 'batch':
+        return await commandBatch(rest, io, context);
       case 'decide':
         return commandDecide(rest, io);
       case 'models':
