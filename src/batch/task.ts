@@ -91,7 +91,7 @@ function estimateStarts(b: BatchSpec, start: number, end: number): void {
     const y = b.y.subarray(first, last);
     let guess: number[];
     try {
-      guess = model.guess(x, y);
+      guess = model.guess(x, y, 'quick');
     } catch {
       guess = new Array<number>(p).fill(NaN);
     }
