@@ -130,6 +130,29 @@ export function fitAborted(signal: AbortSignal): Error {
   return error;
 }
 
+/**
+ * The fit's timeoutMs passed: `name` is 'TimeoutError' (as the error of
+ * AbortSignal.timeout()). `what` is the call: 'fit' or 'fitMany'.
+ */
+export function fitTimedOut(what: 'fit' | 'fitMany', timeoutMs: number): Error {
+  const error = new Error(`nlfit: the ${what} did not finish within timeoutMs (${timeoutMs} ms)`);
+  error.name = 'TimeoutError';
+  return error;
+}
+
+/**
+ * A pool task whose worker thread kept dying (an uncaught exception, a
+ * JavaScript model calling process.exit(), the thread terminated): `task`
+ * says what it ran; the cause is the last death's error.
+ */
+export function workerLost(task: string, failures: number, cause: unknown): Error {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new Error(
+    `nlfit: the worker thread running ${task} died ${failures} times (last: ${detail}); a model that exits or crashes its thread cannot be fitted`,
+    { cause },
+  );
+}
+
 /** A checkpoint that cannot be resumed from: `checkpoint <path> <why>, refusing to resume`. */
 export function checkpointRefused(path: string, why: string, cause?: unknown): Error {
   return withCode(new Error(`nlfit: checkpoint ${path} ${why}, refusing to resume`, cause === undefined ? undefined : { cause }), 'ERR_NLFIT_CHECKPOINT');

@@ -5,7 +5,7 @@
  *   const r = await fit({ model: 'a*exp(-b*x)+c', data: { x, y }, p0: { a: 1, b: 1, c: 0 } });
  *   console.log(r.summary());
  */
-export { fit, fitMany, Engine, getDefaultEngine } from './fit.js';
+export { fit, fitMany, Engine, getDefaultEngine, configureDefaultEngine } from './fit.js';
 export type { FitManyOptions } from './batch/options.js';
 export type { FitManyResult } from './batch/fitMany.js';
 export type { EngineOptions, FitOptions, ModelSpec, Strategy } from './options.js';

@@ -14,7 +14,7 @@ import { addonMissing } from './errors.js';
 export interface NativeKernel {
   readonly nParams: number;
   readonly nVars: number;
-  /** Reduces blocks [blockStart, blockEnd) to packed subtree roots. */
+  /** Reduces blocks [blockStart, blockEnd) to packed subtree roots; null when extras.cancel stopped it. */
   evalRange(
     params: Float64Array,
     vars: Float64Array[],
@@ -32,8 +32,10 @@ export interface NativeKernel {
       loss?: number;
       fScale?: number;
       costs?: Float64Array | null;
+      /** The fit's cancel buffer (src/exec/cancel.ts), asked before every block. */
+      cancel?: Int32Array | null;
     },
-  ): Float64Array;
+  ): Float64Array | null;
   /** Model values for points [start, start + count) into out. */
   predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;
 }
@@ -94,8 +96,14 @@ export interface SolverOptions {
 }
 
 export interface NativeAddon {
-  /** Fits curves [curveStart, curveEnd) of a batch natively, writing spec.out in place (native/kernel/batch.hpp). */
-  fitBatch(spec: Record<string, unknown>): void;
+  /**
+   * Fits curves [curveStart, curveEnd) of a batch natively, writing spec.out
+   * in place (native/kernel/batch.hpp). False when spec.cancel stopped it
+   * between curves (the curves after the stop are not written).
+   */
+  fitBatch(spec: Record<string, unknown>): boolean;
+  /** Milliseconds on the clock of cancel deadlines (steady, one clock for every thread). */
+  monotonicMs(): number;
   /** Status code -> name for fitBatch's per-curve status. */
   batchStatusNames: string[];
   Kernel: new (code: Int32Array, consts: Float64Array) => NativeKernel;
@@ -123,6 +131,7 @@ export interface NativeAddon {
    * back to back, each blockSize x q column major ([w J | w (f - y)]; rows past
    * the data are taken as 0). Returns the packed subtree roots. The extras are
    * evalRange's; the audit (moments) reads the columns given with it.
+   * Null when extras.cancel stopped it.
    */
   reduceBlocks(
     blocks: Float64Array,
@@ -139,11 +148,16 @@ export interface NativeAddon {
       loss?: number;
       fScale?: number;
       costs?: Float64Array | null;
+      cancel?: Int32Array | null;
     },
-  ): Float64Array;
+  ): Float64Array | null;
   blockSize: number;
   layoutVersion: number;
   bytecodeVersion: number;
+  /** The cancel buffer's layout (native/kernel/cancel.hpp). */
+  cancelFlagIndex: number;
+  cancelDeadlineByte: number;
+  cancelBytes: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

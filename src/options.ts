@@ -118,8 +118,20 @@ export interface FitOptions {
   expr?: Record<string, string>;
   /** Most accepted steps (status 'max_iterations' when reached). */
   maxIterations?: number;
-  /** Most wall time in ms, checked between passes (status 'max_time' when reached). */
+  /**
+   * Most wall time in ms, checked between passes: the fit then ends
+   * gracefully with the best point so far (status 'max_time',
+   * success: false). Compare timeoutMs.
+   */
   maxTimeMs?: number;
+  /**
+   * A hard deadline in ms for the whole fit: when it passes, the fit stops
+   * at once, in the middle of a pass if need be (pooled and streamed passes
+   * between blocks, inline passes too), and rejects with an error named
+   * 'TimeoutError' (after writing the checkpoint if one is set). Compare
+   * maxTimeMs, which returns a result.
+   */
+  timeoutMs?: number;
   /** 'raise' (default): NaN in the data is an error; 'omit': rows with a NaN in a column the fit reads are dropped (scipy's nan_policy). */
   nanPolicy?: 'raise' | 'omit';
   /** Bounds: `{ b: [0, Infinity] }` by name, or `[lower, upper]` (numbers or arrays in parameter order), as scipy's. */
@@ -138,9 +150,11 @@ export interface FitOptions {
   /** Several starts, the best kept: `n` or `{ n, sampler: 'sobol' | 'lhs', seed, spread }`. */
   multistart?: number | { n: number; sampler?: 'sobol' | 'lhs'; seed?: number; spread?: number };
   /**
-   * Cancels the fit: checked between passes and between the chunks of a
-   * pass. The fit then rejects with an error named 'AbortError' whose cause
-   * is the signal's reason, after writing the checkpoint if one is set.
+   * Cancels the fit: a pooled or streamed pass stops between blocks of 512
+   * points, an inline pass (which holds the calling thread; at most 65,536
+   * points, about a millisecond, unless strategy 'standard' is forced) at
+   * its end. The fit then rejects with an error named 'AbortError' whose
+   * cause is the signal's reason, after writing the checkpoint if one is set.
    */
   signal?: AbortSignal;
   /** Save the solver to a file as the fit goes, and resume from it: `{ path, everyIterations, resume }`. Not with multistart. */
@@ -174,7 +188,7 @@ export function checkDeriveOptions(options: Record<string, unknown>): { transfor
 const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
-  'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'nanPolicy',
+  'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'timeoutMs', 'nanPolicy',
   'bounds', 'loss', 'fScale', 'multistart', 'xScale', 'signal', 'checkpoint',
 ] as const;
 
@@ -227,6 +241,8 @@ export interface NormalizedFit {
   maxIterations: number | null;
   /** Stop after this much wall time (status 'max_time'), checked between passes. */
   maxTimeMs: number | null;
+  /** Reject with a TimeoutError after this much wall time, interrupting a pass. */
+  timeoutMs: number | null;
   /** Cancels the fit (checked between passes and chunks). */
   signal: AbortSignal | null;
   checkpoint: NormalizedCheckpoint | null;
@@ -264,18 +280,57 @@ function positiveInteger(value: unknown, field: string, max = Number.MAX_SAFE_IN
 export interface EngineOptions {
   /** Worker threads in the pool (default: the available parallelism). */
   threads?: number;
+  /**
+   * fit() and fitMany() calls that run at once; later ones wait in the queue
+   * (default: 2 x threads, so the pool stays busy while a fit steps its solver).
+   */
+  maxConcurrentFits?: number;
+  /**
+   * Calls that may wait; one more rejects at once with a QueueFullError
+   * (code 'ERR_NLFIT_QUEUE_FULL'). Default 256; 0 refuses every call that
+   * cannot start at once.
+   */
+  maxQueue?: number;
+  /**
+   * Megabytes the running fits may reserve together, each the copies it makes
+   * of its in-memory columns; a fit that would exceed it waits (one fit alone
+   * always runs). Default: 75% of the memory available at the first fit.
+   */
+  memoryLimitMb?: number;
+}
+
+export interface NormalizedEngineOptions {
+  threads: number;
+  maxConcurrentFits: number;
+  maxQueue: number;
+  memoryLimitMb: number | null;
 }
 
 const kMaxEngineThreads = 1024;
+const kEngineOptions = ['threads', 'maxConcurrentFits', 'maxQueue', 'memoryLimitMb'] as const;
+const kDefaultMaxQueue = 256;
+/** Fits per thread the default maxConcurrentFits admits. */
+const kFitsPerThread = 2;
 
-/** Validates Engine options; throws TypeError/RangeError naming the field. */
-export function normalizeEngineOptions(input: unknown): { threads: number } {
+/** Validates Engine options and fills in the defaults; throws TypeError/RangeError naming the field. */
+export function normalizeEngineOptions(input: unknown): NormalizedEngineOptions {
   if (input === null || typeof input !== 'object') throw invalidType('engine options', 'object', input);
   for (const key of Object.keys(input)) {
-    if (key !== 'threads') throw new TypeError(`Unknown engine option '${key}' (known: threads)`);
+    if (!(kEngineOptions as readonly string[]).includes(key)) {
+      const hint = suggest(key, kEngineOptions);
+      throw new TypeError(`Unknown engine option '${key}'${hint || ` (known: ${kEngineOptions.join(', ')})`}`);
+    }
   }
-  const threads = (input as EngineOptions).threads;
-  return { threads: threads === undefined ? availableParallelism() : positiveInteger(threads, 'threads', kMaxEngineThreads) };
+  const options = input as EngineOptions;
+  const threads = options.threads === undefined ? availableParallelism() : positiveInteger(options.threads, 'threads', kMaxEngineThreads);
+  const maxConcurrentFits = options.maxConcurrentFits === undefined ? kFitsPerThread * threads : positiveInteger(options.maxConcurrentFits, 'maxConcurrentFits');
+  let maxQueue = kDefaultMaxQueue;
+  if (options.maxQueue !== undefined) {
+    if (typeof options.maxQueue !== 'number') throw invalidType('maxQueue', 'integer >= 0', options.maxQueue);
+    if (!Number.isSafeInteger(options.maxQueue) || options.maxQueue < 0) throw invalidRange('maxQueue', 'integer >= 0', options.maxQueue);
+    maxQueue = options.maxQueue;
+  }
+  return { threads, maxConcurrentFits, maxQueue, memoryLimitMb: memoryOptions({ memoryLimitMb: options.memoryLimitMb }).memoryLimitMb };
 }
 
 function resolveModel(spec: unknown): { source: string; catalog: CatalogModel | null; module: ModuleModel | null } {
@@ -477,6 +532,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     definitions,
     maxIterations: options.maxIterations === undefined ? null : positiveInteger(options.maxIterations, 'maxIterations'),
     maxTimeMs: options.maxTimeMs === undefined ? null : positiveNumber(options.maxTimeMs, 'maxTimeMs'),
+    timeoutMs: timeoutOption(options.timeoutMs),
     export: options.export === undefined ? null : normalizeExportSpec(options.export, { variables: varNames, weighted }),
     signal: abortSignal(options.signal),
     checkpoint,
@@ -688,7 +744,19 @@ export function precheckFitOptions(options: Record<string, unknown>): void {
   resolveWorkflow(options.workflow, options.goal, options.strategy);
   nanPolicy(options.nanPolicy);
   abortSignal(options.signal);
+  timeoutOption(options.timeoutMs);
   normalizeCheckpoint(options.checkpoint);
+}
+
+/** Longest timeoutMs: what a timer can wait (2^31 - 1 ms, about 24.8 days). */
+const kMaxTimeoutMs = 2 ** 31 - 1;
+
+/** The timeoutMs option (fit and fitMany): a number of ms, or null when not given. */
+export function timeoutOption(value: unknown): number | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number') throw invalidType('timeoutMs', 'number > 0', value);
+  if (!(value > 0) || value > kMaxTimeoutMs) throw invalidRange('timeoutMs', `number > 0 and <= ${kMaxTimeoutMs}`, value);
+  return value;
 }
 
 /** The signal option: an AbortSignal, or null when not given. */

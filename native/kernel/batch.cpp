@@ -449,14 +449,18 @@ const char* batchStatusName(int status) {
 
 double poissonDevianceTerm(double y, double f) { return devianceTerm(y, f); }
 
-void fitCurves(const BatchProblem& problem, int64_t curveStart, int64_t curveEnd, const BatchOutput& out) {
+int64_t fitCurves(const BatchProblem& problem, int64_t curveStart, int64_t curveEnd, const BatchOutput& out) {
   const int64_t longest = validate(problem, curveStart, curveEnd);
-  if (curveEnd == curveStart) return;
+  if (curveEnd == curveStart) return 0;
   if (!out.params || !out.stdErrors || !out.chi2 || !out.iterations || !out.nfev || !out.status) {
     fail("an output array is null");
   }
   CurveFitter fitter(problem, longest);
-  for (int64_t c = curveStart; c < curveEnd; ++c) fitter.fit(c, out);
+  for (int64_t c = curveStart; c < curveEnd; ++c) {
+    if (problem.cancel != nullptr && problem.cancel->stop()) return c - curveStart;
+    fitter.fit(c, out);
+  }
+  return curveEnd - curveStart;
 }
 
 }  // namespace nlfit

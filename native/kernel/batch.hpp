@@ -16,6 +16,10 @@
 //   TooFewPoints; both get NaN parameters, errors and chi2 and 0 iterations
 //   and evaluations. A fit that ends without converging is a result: its
 //   LMStatus says why.
+//   It returns the number of curves fitted: curveEnd - curveStart, or fewer
+//   when problem.cancel (cancel.hpp, asked before each curve) said stop; the
+//   curves fitted then are [curveStart, curveStart + the count) and the rest
+//   of the range is left as it was.
 //
 //   Per curve c (points [offsets[c], offsets[c+1]), or n per curve):
 //     params[c*p + j]   the fitted parameters (the start moved into the
@@ -59,6 +63,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "cancel.hpp"
 #include "loss.hpp"
 #include "program.hpp"
 
@@ -108,6 +113,8 @@ struct BatchProblem {
   // Solver options (lm.hpp, LMOptions; maxFev 0 means 100 (p + 1)).
   double ftol = 1.49012e-8, xtol = 1.49012e-8, gtol = 0.0, factor = 100.0;
   int64_t maxFev = 0;
+  // Asked before each curve; null: never stops.
+  CancelCheck* cancel = nullptr;
 };
 
 // Rows of nCurves (p per curve for params and stdErrors).
@@ -120,7 +127,7 @@ struct BatchOutput {
   uint8_t* status = nullptr;
 };
 
-void fitCurves(const BatchProblem& problem, int64_t curveStart, int64_t curveEnd, const BatchOutput& out);
+int64_t fitCurves(const BatchProblem& problem, int64_t curveStart, int64_t curveEnd, const BatchOutput& out);
 
 // y ln(y/f) + f - y for y >= 0 and f > 0 (0 ln 0 = 0): one term of half the
 // Poisson deviance, computed without cancellation when f is close to y.

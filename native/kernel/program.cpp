@@ -680,6 +680,15 @@ BlockEvaluator::BlockEvaluator(std::shared_ptr<const Program> program, int width
 
 BlockEvaluator::~BlockEvaluator() = default;
 
+int64_t BlockEvaluator::scratchBytes() const {
+  const Program& p = *program_;
+  const Scratch& s = *scratch_;
+  int64_t doubles = p.arenaDoubles_ / kB * s.width + (s.scalarOutput ? s.width : 0);
+  doubles += static_cast<int64_t>(s.scalarValues.size() + s.scalarTangents.size());
+  return doubles * static_cast<int64_t>(sizeof(double)) +
+         static_cast<int64_t>((s.blockKernels.capacity() + s.valueKernels.capacity()) * sizeof(vm::Kernel));
+}
+
 int BlockEvaluator::width() const { return scratch_->width; }
 
 void BlockEvaluator::setParams(const double* theta) {

@@ -116,6 +116,9 @@ class BlockEvaluator {
   BlockEvaluator& operator=(const BlockEvaluator&) = delete;
 
   static bool supportedWidth(int width);
+  // Bytes of scratch this evaluator holds (reported to the JavaScript engine so
+  // its garbage collector knows what a small wrapper object keeps alive).
+  int64_t scratchBytes() const;
   const Program& program() const { return *program_; }
   int width() const;
   void setParams(const double* theta);

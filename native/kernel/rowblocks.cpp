@@ -53,6 +53,7 @@ std::vector<double> reduceRowBlocks(const double* blocks, int q, int64_t nPoints
   RangeReducer reducer(q);
   std::vector<double> R(static_cast<size_t>(q) * q);
   for (int64_t k = 0; k < nBlocks; ++k) {
+    if (options.cancel != nullptr && options.cancel->stop()) return {};
     const int64_t b = firstBlock + k;
     const int64_t first = b * kBlockSize;
     const int rows = static_cast<int>(std::min<int64_t>(kBlockSize, nPoints - first));

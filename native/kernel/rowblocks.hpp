@@ -20,15 +20,21 @@
 //              row options.rowOffset.
 //     options.costs    1 per global block: each block's cost (loss.hpp),
 //              required with a loss other than Linear.
+//     options.cancel   asked before every block (cancel.hpp); when it says
+//              stop, the call returns an empty vector (the blocks already
+//              audited or costed keep what they wrote; the caller drops the
+//              pass).
 //   Returns the packed subtree roots of blocks [firstBlock, firstBlock +
-//   nBlocks) (RangeReducer::packedRoots). Throws std::invalid_argument for q
-//   outside [2, kMaxFactorColumns], an empty range, one past nPoints, a
-//   rowOffset past the first block's first row, moments without columns, or
-//   a robust loss without costs. Thread-safe (scratch is per call).
+//   nBlocks) (RangeReducer::packedRoots), never empty unless cancelled.
+//   Throws std::invalid_argument for q outside [2, kMaxFactorColumns], an
+//   empty range, one past nPoints, a rowOffset past the first block's first
+//   row, moments without columns, or a robust loss without costs.
+//   Thread-safe (scratch is per call; the cancel check is the caller's).
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "cancel.hpp"
 #include "columns.hpp"
 #include "loss.hpp"
 
@@ -43,6 +49,8 @@ struct RowBlockOptions {
   Loss loss = Loss::Linear;
   double fScale = 1.0;
   double* costs = nullptr;
+  // Stops the reduction between blocks; null: never.
+  CancelCheck* cancel = nullptr;
 };
 
 std::vector<double> reduceRowBlocks(const double* blocks, int q, int64_t nPoints, int64_t firstBlock,

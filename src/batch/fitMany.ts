@@ -10,9 +10,11 @@
  *   r.counts   // { ftol: 999998, max_fev: 2 }
  */
 import { fitAborted } from '../errors.js';
+import { FitCancel } from '../exec/cancel.js';
 import type { EnginePool } from '../exec/engine.js';
+import { runPoolTask } from '../exec/poolTask.js';
 import { loadAddon } from '../native.js';
-import { normalizeFitMany, type FitManyOptions } from './options.js';
+import { normalizeFitMany, type FitManyOptions, type NormalizedBatch } from './options.js';
 import { runBatchTask, type BatchOutput, type BatchSpec, type BatchTask, type BatchPart } from './task.js';
 
 export interface FitManyResult {
@@ -45,7 +47,7 @@ const kInlineMaxCurves = 512;
 /** Shards per thread when shardSize is not given: enough to balance, few enough to be cheap. */
 const kShardsPerThread = 16;
 const kMinShard = 256;
-/** Largest default shard: keeps an abort (a batch job's SIGTERM) answered within a fraction of a second. */
+/** Largest default shard: keeps progress events coming and the shards balanced (an abort stops a shard between curves). */
 const kMaxShard = 8192;
 
 function sharedF64(length: number): Float64Array {
@@ -56,7 +58,6 @@ export async function runFitMany(pool: EnginePool, options: FitManyOptions): Pro
   const started = performance.now();
   const job = normalizeFitMany(options, pool.threads);
   if (job.signal?.aborted) throw fitAborted(job.signal);
-  const addon = loadAddon();
   const { m } = job;
   const p = job.paramNames.length;
   const out: BatchOutput = {
@@ -88,6 +89,26 @@ export async function runFitMany(pool: EnginePool, options: FitManyOptions): Pro
     out,
   };
 
+  // The signal and timeoutMs reach the shards through a cancel buffer (src/exec/cancel.ts): they stop between curves.
+  const cancel = new FitCancel(job.signal, job.timeoutMs === null ? null : { timeoutMs: job.timeoutMs, startedAt: started, what: 'fitMany' });
+  try {
+    return await fitShards(pool, job, spec, out, cancel, started);
+  } finally {
+    cancel.dispose();
+  }
+}
+
+async function fitShards(
+  pool: EnginePool,
+  job: NormalizedBatch,
+  spec: BatchSpec,
+  out: BatchOutput,
+  cancel: FitCancel,
+  started: number,
+): Promise<FitManyResult> {
+  const addon = loadAddon();
+  const { m } = job;
+  const p = job.paramNames.length;
   const fitStarted = performance.now();
   const inline = m <= kInlineMaxCurves && job.shardSize === null;
   const shard = job.shardSize ?? Math.min(kMaxShard, Math.max(kMinShard, Math.ceil(m / (job.threads * kShardsPerThread))));
@@ -102,30 +123,40 @@ export async function runFitMany(pool: EnginePool, options: FitManyOptions): Pro
   };
   if (inline) {
     for (const [curveStart, curveEnd] of shards) {
-      if (job.signal?.aborted) throw fitAborted(job.signal);
-      report(runBatchTask({ batch: spec, curveStart, curveEnd }));
+      cancel.throwIfRequested();
+      const part = runBatchTask({ batch: spec, curveStart, curveEnd, cancel: cancel.words });
+      if (!part.complete) throw cancel.error();
+      report(part);
     }
   } else {
     const workers = pool.workers();
     let next = 0;
     let failed = false;
+    let stopped = false;
     const runner = async (): Promise<void> => {
-      while (next < shards.length && !failed) {
-        if (job.signal?.aborted) {
-          failed = true;
-          throw fitAborted(job.signal);
-        }
+      while (next < shards.length && !failed && !stopped && !cancel.requested) {
         const [curveStart, curveEnd] = shards[next++]!;
-        const task: BatchTask = { batch: spec, curveStart, curveEnd };
+        const task: BatchTask = { batch: spec, curveStart, curveEnd, cancel: cancel.words };
+        let part: BatchPart;
         try {
-          report((await workers.run(task)) as BatchPart);
+          part = await runPoolTask<BatchPart>(workers, task, {
+            what: () => `curves ${curveStart} to ${curveEnd - 1} of fitMany`,
+            cancel,
+            abandoned: () => failed,
+          });
         } catch (error) {
           failed = true;
           throw error;
         }
+        if (!part.complete) {
+          stopped = true;
+          return;
+        }
+        report(part);
       }
     };
     await Promise.all(Array.from({ length: Math.min(job.threads, shards.length) }, runner));
+    if (stopped || next < shards.length) throw cancel.error();
   }
   const fitMs = performance.now() - fitStarted;
 

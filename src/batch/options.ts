@@ -7,7 +7,7 @@
 import { closestName, invalidInput, invalidRange, invalidType } from '../errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from '../model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from '../model/compile.js';
-import { kLosses, type LossName } from '../options.js';
+import { kLosses, timeoutOption, type LossName } from '../options.js';
 
 /** A column of numbers. */
 export type NumericArray = Float64Array | Float32Array | ArrayLike<number>;
@@ -53,14 +53,17 @@ export interface FitManyOptions {
   threads?: number;
   /** Curves per pool task (default: enough tasks to balance the threads). */
   shardSize?: number;
+  /** Cancels the batch: the shards stop between curves and fitMany rejects with an error named 'AbortError'. */
   signal?: AbortSignal;
+  /** A hard deadline in ms: the shards stop between curves and fitMany rejects with an error named 'TimeoutError'. */
+  timeoutMs?: number;
   /** Called as shards complete: `{ type: 'shard', done, total, curvesDone, elapsedMs }`. */
   onProgress?: (event: { type: 'shard'; done: number; total: number; curvesDone: number; elapsedMs: number }) => void;
 }
 
 const kKnown = [
   'model', 'x', 'y', 'n', 'offsets', 'sigma', 'p0', 'params', 'bounds', 'loss', 'fScale', 'estimator',
-  'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor', 'threads', 'shardSize', 'signal', 'onProgress',
+  'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor', 'threads', 'shardSize', 'signal', 'timeoutMs', 'onProgress',
 ] as const;
 
 export interface NormalizedBatch {
@@ -89,6 +92,7 @@ export interface NormalizedBatch {
   threads: number;
   shardSize: number | null;
   signal: AbortSignal | null;
+  timeoutMs: number | null;
   onProgress: FitManyOptions['onProgress'] | null;
 }
 
@@ -304,6 +308,7 @@ export function normalizeFitMany(input: unknown, engineThreads: number): Normali
     threads,
     shardSize: o.shardSize === undefined ? null : number(o.shardSize, 'shardSize', 0, (v) => Number.isInteger(v) && v >= 1, 'positive integer'),
     signal: signal as AbortSignal | null,
+    timeoutMs: timeoutOption(o.timeoutMs),
     onProgress: (o.onProgress as FitManyOptions['onProgress']) ?? null,
   };
 }

@@ -2,8 +2,10 @@
  * One shard of a fitMany batch, run on a worker (or the calling thread):
  * estimates starting values for catalog models when asked, then fits curves
  * [curveStart, curveEnd) natively (native/kernel/batch.hpp), writing results
- * in place into the shared output arrays.
+ * in place into the shared output arrays. With the batch's cancel buffer
+ * (src/exec/cancel.ts) the shard stops between curves once it says so.
  */
+import { cancelProbe } from '../exec/cancel.js';
 import { catalogModel } from '../model/catalog.js';
 import { loadAddon } from '../native.js';
 
@@ -42,11 +44,15 @@ export interface BatchTask {
   batch: BatchSpec;
   curveStart: number;
   curveEnd: number;
+  /** The batch's cancel buffer, asked between curves. */
+  cancel?: Int32Array | null;
 }
 
 export interface BatchPart {
   curves: number;
   kernelMs: number;
+  /** False when the cancel buffer stopped the shard before its last curve. */
+  complete: boolean;
 }
 
 export function isBatchTask(task: unknown): task is BatchTask {
@@ -57,8 +63,11 @@ export function isBatchTask(task: unknown): task is BatchTask {
 export function runBatchTask(task: BatchTask): BatchPart {
   const started = performance.now();
   const b = task.batch;
-  if (b.estimate) estimateStarts(b, task.curveStart, task.curveEnd);
-  loadAddon().fitBatch({
+  const cancel = task.cancel ?? null;
+  if (b.estimate && !estimateStarts(b, task.curveStart, task.curveEnd, cancelProbe(cancel))) {
+    return { curves: task.curveEnd - task.curveStart, kernelMs: performance.now() - started, complete: false };
+  }
+  const complete = loadAddon().fitBatch({
     code: b.code,
     consts: b.consts,
     nParams: b.nParams,
@@ -75,16 +84,18 @@ export function runBatchTask(task: BatchTask): BatchPart {
     ...b.solver,
     curveStart: task.curveStart,
     curveEnd: task.curveEnd,
+    cancel,
     out: b.out,
   });
-  return { curves: task.curveEnd - task.curveStart, kernelMs: performance.now() - started };
+  return { curves: task.curveEnd - task.curveStart, kernelMs: performance.now() - started, complete };
 }
 
-/** Catalog models: each curve's first guess from its own points (x is the model's one variable). */
-function estimateStarts(b: BatchSpec, start: number, end: number): void {
+/** Catalog models: each curve's first guess from its own points (x is the model's one variable); false when cancelled. */
+function estimateStarts(b: BatchSpec, start: number, end: number, stopped: () => boolean): boolean {
   const model = catalogModel(b.estimate!);
   const p = b.nParams;
   for (let c = start; c < end; c++) {
+    if (stopped()) return false;
     const first = b.offsets[c]!;
     const last = b.offsets[c + 1]!;
     const x = b.xPerCurve ? b.x[0]!.subarray(first, last) : b.x[0]!.subarray(0, last - first);
@@ -98,4 +109,5 @@ function estimateStarts(b: BatchSpec, start: number, end: number): void {
     // A curve the guess cannot handle (NaN, too few points) keeps NaN starts: the native fit reports it invalid.
     for (let j = 0; j < p; j++) b.p0[c * p + j] = Number.isFinite(guess[j]!) ? guess[j]! : NaN;
   }
+  return true;
 }

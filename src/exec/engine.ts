@@ -1,47 +1,121 @@
 /**
- * An Engine owns a Piscina pool of kernel workers. One default engine, sized
- * to the machine, serves every fit() call; create your own for control:
+ * An Engine owns a Piscina pool of kernel workers and the queue of fits that
+ * share it. One default engine, sized to the machine, serves every fit()
+ * call; create your own for control:
  *
- *   const engine = new Engine({ threads: 4 });
+ *   const engine = new Engine({ threads: 4, maxQueue: 100 });
  *   const r = await engine.fit({ model, data, p0 });
  *   await engine.close();
  *
  * Workers start on the first fit that needs them (or on warmup()). Idle
  * workers do not keep the process alive, so a script may exit without close().
+ * Fits are admitted and their tasks ordered by ./scheduler.ts.
  */
 import { Piscina } from 'piscina';
+import { availableMemory } from '../memory/limits.js';
+import { kDefaultSafetyFactor } from '../memory/estimate.js';
+import { kMiB } from '../memory/format.js';
 import { normalizeEngineOptions, type EngineOptions } from '../options.js';
+import { FitQueue, TaskScheduler, engineClosed, type TaskRunOptions } from './scheduler.js';
 
 const kIdleTimeoutMs = 60_000;
 
+type PoolOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
+type RunOptions = Parameters<Piscina['run']>[1];
+
+/**
+ * The engine's Piscina pool, whose run() goes through the scheduler: the
+ * evaluators call run() as on any pool, and only the scheduler's dispatch
+ * reaches Piscina, never more tasks at once than there are workers.
+ */
+class ScheduledPool extends Piscina {
+  readonly scheduler: TaskScheduler;
+
+  constructor(options: PoolOptions, threads: number) {
+    super(options);
+    this.scheduler = new TaskScheduler(threads, (task, runOptions) => super.run(task, runOptions as RunOptions));
+  }
+
+  override run(task: object, options?: RunOptions): Promise<unknown> {
+    return this.scheduler.submit(task, options as TaskRunOptions | undefined);
+  }
+}
+
 export class EnginePool {
   readonly threads: number;
-  private pool: Piscina | undefined;
+  readonly maxConcurrentFits: number;
+  readonly maxQueue: number;
+  private readonly fits: FitQueue;
+  private pool: ScheduledPool | undefined;
   private closed = false;
 
   constructor(options: EngineOptions = {}) {
-    this.threads = normalizeEngineOptions(options).threads;
+    const engine = normalizeEngineOptions(options);
+    this.threads = engine.threads;
+    this.maxConcurrentFits = engine.maxConcurrentFits;
+    this.maxQueue = engine.maxQueue;
+    this.fits = new FitQueue({
+      maxConcurrentFits: engine.maxConcurrentFits,
+      maxQueue: engine.maxQueue,
+      budgetBytes: () =>
+        engine.memoryLimitMb !== null ? engine.memoryLimitMb * kMiB : Math.floor(availableMemory().availableBytes * kDefaultSafetyFactor),
+    });
   }
+
+  /** Fits running now. */
+  get runningFits(): number {
+    return this.fits.runningFits;
+  }
+
+  /** Fits waiting to start. */
+  get queuedFits(): number {
+    return this.fits.queuedFits;
+  }
+
+  /**
+   * Waits for the fit's turn (see FitQueue.admit): resolves with the function
+   * that ends its turn, or rejects (queue full, engine closed, signal fired).
+   */
+  admit(reservedBytes: number, signal: AbortSignal | null): Promise<() => void> {
+    return this.fits.admit(reservedBytes, signal);
+  }
+
+  /** The last error a worker raised outside any task (for diagnostics). */
+  lastWorkerError: unknown = null;
 
   /** The worker pool, created on first use. */
   workers(): Piscina {
-    if (this.closed) throw new Error('nlfit: this engine has been closed');
+    if (this.closed) throw engineClosed('');
     if (!this.pool) {
-      this.pool = new Piscina({
-        filename: new URL('./worker.js', import.meta.url).href,
-        minThreads: this.threads,
-        maxThreads: this.threads,
-        idleTimeout: kIdleTimeoutMs,
-        concurrentTasksPerWorker: 1,
+      this.pool = new ScheduledPool(
+        {
+          filename: new URL('./worker.js', import.meta.url).href,
+          minThreads: this.threads,
+          maxThreads: this.threads,
+          idleTimeout: kIdleTimeoutMs,
+          concurrentTasksPerWorker: 1,
+        },
+        this.threads,
+      );
+      // A worker that dies with no task running (out of memory, say) is replaced
+      // by Piscina; its 'error' event must not crash the process. A death during
+      // a task reaches that task's caller (src/exec/poolTask.ts retries it).
+      this.pool.on('error', (error: unknown) => {
+        this.lastWorkerError = error;
       });
     }
     return this.pool;
   }
 
+  /** Refuses queued and later fits, drops tasks not yet on a worker, and stops the workers. */
   async close(): Promise<void> {
     this.closed = true;
+    this.fits.close();
     const pool = this.pool;
     this.pool = undefined;
-    if (pool) await pool.close({ force: true });
+    if (pool) {
+      pool.scheduler.close();
+      await pool.close({ force: true });
+    }
   }
 }

@@ -3,8 +3,13 @@
  * a worker hop costs more than the pass itself. A compiled model runs on the
  * kernel; a JavaScript model runs the same block loop the workers run
  * (src/exec/jsModel.ts).
+ *
+ * A pass holds the thread, so an AbortSignal is seen between passes; the
+ * kernel itself stops a pass when the fit's timeoutMs deadline passes (it
+ * reads the deadline from the cancel buffer, src/exec/cancel.ts).
  */
 import { loadAddon, type NativeKernel } from '../native.js';
+import type { FitCancel } from './cancel.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { cachedJsModel, isJsModelPlan, loadJsModel, reduceJsRange, type JsModelPlan } from './jsModel.js';
 import { blockCount } from './layout.js';
@@ -20,6 +25,7 @@ export class InlineEvaluator implements Evaluator {
     model: PassModel,
     private readonly columns: PassColumns,
     private readonly loss: LossSpec | null = null,
+    private readonly cancel: FitCancel | null = null,
   ) {
     this.plan = isJsModelPlan(model) ? model : null;
     this.kernel = isJsModelPlan(model) ? null : new (loadAddon().Kernel)(model.code, model.consts);
@@ -32,12 +38,16 @@ export class InlineEvaluator implements Evaluator {
     const nBlocks = blockCount(nPoints);
     const moments = this.audit === null ? new Float64Array(3 * nBlocks).fill(NaN) : null;
     const costs = this.loss ? new Float64Array(nBlocks) : null;
+    const cancel = this.cancel?.words ?? null;
     const roots = functions
-      ? reduceJsRange(functions, this.plan!, params, { vars, y, sigma, nPoints, rowOffset: 0 }, 0, nBlocks, { moments, loss: this.loss, costs })
+      ? reduceJsRange(functions, this.plan!, params, { vars, y, sigma, nPoints, rowOffset: 0 }, 0, nBlocks, { moments, loss: this.loss, costs, cancel })
       : this.kernel!.evalRange(params, vars, y, sigma, nPoints, 0, nBlocks, {
           moments,
+          cancel,
           ...(this.loss ? { loss: this.loss.code, fScale: this.loss.fScale, costs } : {}),
         });
+    // The kernel stops only for the cancel buffer (here, its deadline: the thread was never free to see a signal).
+    if (roots === null) throw this.cancel!.error();
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     const factor = loadAddon().finishTree([roots], nBlocks, params.length + 1);
     const elapsed = performance.now() - started;

@@ -40,6 +40,7 @@
 import { describeValue, invalidInput, modelFunctionFailed, closestName } from '../errors.js';
 import type { ModuleModel } from '../model/moduleSpec.js';
 import { loadAddon } from '../native.js';
+import { cancelProbe } from './cancel.js';
 import type { LossSpec } from './evaluator.js';
 import { kBlockSize } from './layout.js';
 
@@ -213,12 +214,14 @@ export interface JsRangeExtras {
   moments: Float64Array | null;
   loss: LossSpec | null;
   costs: Float64Array | null;
+  /** The fit's cancel buffer (src/exec/cancel.ts): asked before every block, as the kernel does. */
+  cancel?: Int32Array | null;
 }
 
 /** Blocks per reduceBlocks call: about 1 MiB of rows (the batching never changes the result). */
 const kBatchDoubles = 1 << 17;
 
-/** Reduces blocks [blockStart, blockEnd) at `params` (the fitted ones) to packed subtree roots. */
+/** Reduces blocks [blockStart, blockEnd) at `params` (the fitted ones) to packed subtree roots; null when cancelled. */
 export function reduceJsRange(
   functions: JsModelFunctions,
   plan: JsModelPlan,
@@ -227,8 +230,9 @@ export function reduceJsRange(
   blockStart: number,
   blockEnd: number,
   extras: JsRangeExtras,
-): Float64Array {
+): Float64Array | null {
   const addon = loadAddon();
+  const stopped = cancelProbe(extras.cancel);
   const rows = new BlockRows(functions, plan, params, true);
   const q = params.length + 1;
   const blockDoubles = kBlockSize * q;
@@ -238,16 +242,18 @@ export function reduceJsRange(
   for (let start = blockStart; start < blockEnd; start += batch) {
     const count = Math.min(batch, blockEnd - start);
     for (let k = 0; k < count; k++) {
+      if (stopped()) return null;
       const first = (start + k) * kBlockSize;
       rows.fill(columns, first, Math.min(kBlockSize, columns.nPoints - first), buffer.subarray(k * blockDoubles, (k + 1) * blockDoubles));
     }
-    parts.push(
-      addon.reduceBlocks(buffer, q, columns.nPoints, start, count, {
-        rowOffset: columns.rowOffset,
-        ...(extras.moments ? { moments: extras.moments, vars: columns.vars, y: columns.y, sigma: columns.sigma } : {}),
-        ...(extras.loss ? { loss: extras.loss.code, fScale: extras.loss.fScale, costs: extras.costs } : {}),
-      }),
-    );
+    const part = addon.reduceBlocks(buffer, q, columns.nPoints, start, count, {
+      rowOffset: columns.rowOffset,
+      cancel: extras.cancel ?? null,
+      ...(extras.moments ? { moments: extras.moments, vars: columns.vars, y: columns.y, sigma: columns.sigma } : {}),
+      ...(extras.loss ? { loss: extras.loss.code, fScale: extras.loss.fScale, costs: extras.costs } : {}),
+    });
+    if (part === null) return null;
+    parts.push(part);
   }
   if (parts.length === 1) return parts[0]!;
   // Packed roots are self-describing ([level, index, R...] each): concatenated, they still cover the range once.

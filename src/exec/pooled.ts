@@ -3,13 +3,19 @@
  * engine's Piscina pool with at most `threads` in flight, and completes the
  * reduction tree on the calling thread. The data stays in SharedArrayBuffers:
  * a task carries views, never copies.
+ *
+ * Cancellation: every task carries the fit's cancel buffer, so on an abort or
+ * a timeout the running tasks stop between blocks and no further task starts;
+ * the partial pass is dropped. A task whose worker dies runs again on a
+ * replacement (src/exec/poolTask.ts).
  */
 import type { Piscina } from 'piscina';
-import { fitAborted } from '../errors.js';
 import { loadAddon } from '../native.js';
 import { sharedFloat64 } from '../data/columns.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
+import { FitCancel } from './cancel.js';
 import { blockCount } from './layout.js';
+import { runPoolTask } from './poolTask.js';
 import type { PassPart, PassTask } from './worker.js';
 
 export interface PooledOptions {
@@ -24,7 +30,13 @@ export interface PooledOptions {
    * flight from then on (memory pressure halves the one and lowers the other).
    */
   reshape?: (shape: { chunkBlocks: number; inFlight: number }) => { chunkBlocks: number; inFlight: number };
-  /** When it fires, no further task of the pass starts and the pass rejects with an AbortError. */
+  /**
+   * The fit's cancellation: once requested, no further task of the pass
+   * starts, the running ones stop between blocks, and the pass rejects with
+   * its error (an AbortError or a TimeoutError).
+   */
+  cancel?: FitCancel | null;
+  /** Without `cancel`: an AbortSignal, for which each pass makes its own cancel buffer. */
   signal?: AbortSignal | null;
 }
 
@@ -67,6 +79,15 @@ export class PooledEvaluator implements Evaluator {
   }
 
   async evaluate(params: Float64Array): Promise<PassResult> {
+    const ownCancel = !this.options.cancel && this.options.signal ? new FitCancel(this.options.signal) : null;
+    try {
+      return await this.pass(params, this.options.cancel ?? ownCancel);
+    } finally {
+      ownCancel?.dispose();
+    }
+  }
+
+  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PassResult> {
     const started = performance.now();
     if (this.options.reshape) {
       const shape = this.options.reshape({ chunkBlocks: this.chunkBlocks, inFlight: this.inFlight });
@@ -82,10 +103,10 @@ export class PooledEvaluator implements Evaluator {
     const parts: Float64Array[] = new Array(this.ranges.length);
     let next = 0;
     let failed = false;
-    const signal = this.options.signal ?? null;
+    let stopped = false;
     const runner = async (): Promise<void> => {
-      // After a failed task, or once the signal fires, the runners stop taking new ranges.
-      while (next < this.ranges.length && !failed && !signal?.aborted) {
+      // After a failed task, or once the fit is cancelled, the runners stop taking new ranges.
+      while (next < this.ranges.length && !failed && !stopped && !cancel?.requested) {
         const index = next++;
         const [blockStart, blockEnd] = this.ranges[index]!;
         const task: PassTask = {
@@ -101,13 +122,22 @@ export class PooledEvaluator implements Evaluator {
           moments,
           loss,
           costs,
+          cancel: cancel?.words ?? null,
         };
         let part: PassPart;
         try {
-          part = (await this.pool.run(task)) as PassPart;
+          part = await runPoolTask<PassPart>(this.pool, task, {
+            what: () => `blocks ${blockStart} to ${blockEnd - 1} of a pass`,
+            cancel,
+            abandoned: () => failed,
+          });
         } catch (error) {
           failed = true;
           throw error;
+        }
+        if (part.roots === null) {
+          stopped = true;
+          return;
         }
         parts[index] = part.roots;
         this.stats.kernelMs += part.kernelMs;
@@ -119,7 +149,7 @@ export class PooledEvaluator implements Evaluator {
     };
     const runners = Math.min(this.inFlight, this.ranges.length);
     await Promise.all(Array.from({ length: runners }, runner));
-    if (next < this.ranges.length) throw fitAborted(signal!);
+    if (stopped || next < this.ranges.length) throw cancel!.error();
     const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;

@@ -9,14 +9,21 @@
  * (evalRange's rowOffset), so the reduction tree, and every bit of the result,
  * is the in-memory fit's: chunk size and ring size never change the answer,
  * which is what lets memory pressure shrink them mid-fit.
+ *
+ * Cancellation: the chunks being computed stop between blocks (every task
+ * carries the fit's cancel buffer), no further chunk is read, and the pass
+ * rejects with the cancellation's error; a read already under way finishes
+ * first. A chunk whose worker dies is computed again on a replacement
+ * (src/exec/poolTask.ts), from the same slot.
  */
 import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
 import type { ColumnSource } from '../data/source.js';
-import { fitAborted } from '../errors.js';
 import { loadAddon } from '../native.js';
+import { FitCancel } from './cancel.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { blockCount, kBlockSize } from './layout.js';
+import { runPoolTask } from './poolTask.js';
 import type { PassPart, PassTask } from './worker.js';
 
 /** Chunking of a streamed pass; may change between chunks (memory pressure). */
@@ -35,7 +42,13 @@ export interface StreamingOptions extends StreamShape {
    * (the memory monitor halves chunks or shrinks the ring here).
    */
   reshape?: (current: StreamShape) => StreamShape;
-  /** When it fires, no further chunk of the pass is read and the pass rejects with an AbortError. */
+  /**
+   * The fit's cancellation: once requested, the chunks in flight stop
+   * between blocks, no further chunk is read, and the pass rejects with its
+   * error (an AbortError or a TimeoutError).
+   */
+  cancel?: FitCancel | null;
+  /** Without `cancel`: an AbortSignal, for which each pass makes its own cancel buffer. */
   signal?: AbortSignal | null;
 }
 
@@ -91,6 +104,15 @@ export class StreamingEvaluator implements Evaluator {
   }
 
   async evaluate(params: Float64Array): Promise<PassResult> {
+    const ownCancel = !this.options.cancel && this.options.signal ? new FitCancel(this.options.signal) : null;
+    try {
+      return await this.pass(params, this.options.cancel ?? ownCancel);
+    } finally {
+      ownCancel?.dispose();
+    }
+  }
+
+  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PassResult> {
     const started = performance.now();
     const nBlocks = blockCount(this.nPoints);
     const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
@@ -100,15 +122,16 @@ export class StreamingEvaluator implements Evaluator {
     const parts: Float64Array[] = [];
     const running: Array<Promise<void>> = [];
     let failure: { error: unknown } | null = null;
+    let stopped = false;
     let block = 0;
-    const signal = this.options.signal ?? null;
-    while (block < nBlocks && failure === null && !signal?.aborted) {
+    const halted = (): boolean => failure !== null || stopped || (cancel?.requested ?? false);
+    while (block < nBlocks && !halted()) {
       if (this.options.reshape) this.shape = checkShape(this.options.reshape({ ...this.shape }));
       const blockEnd = Math.min(nBlocks, block + this.shape.chunkBlocks);
       const rowStart = block * kBlockSize;
       const rows = Math.min(this.nPoints, blockEnd * kBlockSize) - rowStart;
       const slot = await this.acquire(rows);
-      if (failure !== null || signal?.aborted) {
+      if (halted()) {
         this.release(slot);
         break;
       }
@@ -121,6 +144,10 @@ export class StreamingEvaluator implements Evaluator {
         break;
       }
       this.stats.readMs += performance.now() - readStarted;
+      if (halted()) {
+        this.release(slot);
+        break;
+      }
       const index = parts.length;
       parts.push(new Float64Array(0));
       const task: PassTask = {
@@ -137,10 +164,20 @@ export class StreamingEvaluator implements Evaluator {
         rowOffset: rowStart,
         loss,
         costs,
+        cancel: cancel?.words ?? null,
       };
       running.push(
-        (this.pool.run(task) as Promise<PassPart>).then(
+        runPoolTask<PassPart>(this.pool, task, {
+          what: () => `blocks ${task.blockStart} to ${blockEnd - 1} of a streamed pass`,
+          cancel,
+          abandoned: () => failure !== null,
+        }).then(
           (part) => {
+            if (part.roots === null) {
+              stopped = true;
+              this.release(slot);
+              return;
+            }
             parts[index] = part.roots;
             this.stats.kernelMs += part.kernelMs;
             this.release(slot);
@@ -159,7 +196,7 @@ export class StreamingEvaluator implements Evaluator {
     }
     await Promise.all(running);
     if (failure !== null) throw (failure as { error: unknown }).error;
-    if (block < nBlocks) throw fitAborted(signal!);
+    if (stopped || block < nBlocks) throw cancel!.error();
     const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
     if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
     this.stats.passes += 1;

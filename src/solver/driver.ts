@@ -5,11 +5,11 @@
  *
  * Cancellation and checkpoints act between passes, where the machine is
  * waiting for the factor at ask(): a checkpoint taken there (or after a pass
- * an AbortSignal cut short, whose partial work is dropped) restores to a
- * machine that asks for the same point, so a resumed fit repeats exactly the
- * passes the interrupted one had not finished.
+ * an abort or a timeout cut short, whose partial work is dropped) restores to
+ * a machine that asks for the same point, so a resumed fit repeats exactly
+ * the passes the interrupted one had not finished.
  */
-import { fitAborted } from '../errors.js';
+import type { FitCancel } from '../exec/cancel.js';
 import { loadAddon, type NativeSolver, type NativeSolverState, type SolverOptions } from '../native.js';
 import type { Evaluator } from '../exec/evaluator.js';
 
@@ -41,13 +41,18 @@ export interface SolverHooks {
   maxIterations?: number | null;
   /** Stop when performance.now() passes this (checked between passes). */
   deadline?: number | null;
-  /** Rejects with an AbortError when it fires (checked between passes; the evaluator checks between chunks). */
-  signal?: AbortSignal | null;
+  /**
+   * The fit's cancellation (its AbortSignal and timeoutMs): checked between
+   * passes, while the evaluator stops a pass between blocks; the run then
+   * rejects with its error (an AbortError or a TimeoutError).
+   */
+  cancel?: FitCancel | null;
   /** A serialised solver to continue instead of starting a new one at x0 (x0 and options are then unused). */
   resumeFrom?: Uint8Array | null;
   /**
    * Saves every `everyIterations` accepted iterations, and when the fit is
-   * aborted or stopped by a limit (a resumed fit then continues past it).
+   * aborted, times out or is stopped by a limit (a resumed fit then
+   * continues past it).
    */
   checkpoint?: SolverCheckpoint | null;
 }
@@ -61,11 +66,11 @@ export async function runSolver(
 ): Promise<SolverRun> {
   const { Solver } = loadAddon();
   const solver = hooks.resumeFrom ? Solver.restore(hooks.resumeFrom) : new Solver(x0, options);
-  const signal = hooks.signal ?? null;
+  const cancel = hooks.cancel ?? null;
   const checkpoint = hooks.checkpoint ?? null;
-  const stopAborted = async (): Promise<never> => {
+  const stopCancelled = async (): Promise<never> => {
     await checkpoint?.save(solver);
-    throw fitAborted(signal!);
+    throw cancel!.error();
   };
   let solverMs = 0;
   let first = true;
@@ -75,7 +80,7 @@ export async function runSolver(
   for (;;) {
     const trialParams = solver.ask();
     if (trialParams === null) break;
-    if (signal?.aborted) await stopAborted();
+    if (cancel?.requested) await stopCancelled();
     // Limits are checked between passes; the solver keeps the best point so far.
     if (hooks.deadline != null && passes > 0 && performance.now() >= hooks.deadline) limit = 'max_time';
     else if (hooks.maxIterations != null && iterations >= hooks.maxIterations) limit = 'max_iterations';
@@ -88,8 +93,8 @@ export async function runSolver(
     try {
       pass = await evaluator.evaluate(trialParams);
     } catch (error) {
-      // A pass the signal cut short is dropped: the solver still waits for this point.
-      if (signal?.aborted) await stopAborted();
+      // A pass the cancellation cut short is dropped: the solver still waits for this point.
+      if (cancel?.requested) await stopCancelled();
       throw error;
     }
     passes += 1;
