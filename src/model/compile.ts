@@ -37,8 +37,8 @@ import {
   type BinaryOp,
   type UnaryOp,
 } from './bytecode.js';
-import { isIdentifier } from './lexer.js';
-import { kConstants, kFunctions, parseExpression, reduceExpr, type Expr, type NameExpr } from './parser.js';
+import { isIdentifier, kNameCharacters, reservedNameProblem } from './lexer.js';
+import { kConstants, kFunctions, kMaxNesting, parseExpression, reduceExpr, type Expr, type NameExpr } from './parser.js';
 
 export interface CompiledModel {
   source: string;
@@ -154,12 +154,23 @@ function validateOptions(source: unknown, options: CompileOptions): void {
   if (options.params.length > kMaxParams) throw invalidRange('p0', `at most ${kMaxParams} parameters`, options.params);
   const seen = new Set<string>();
   for (const name of options.params) {
+    const reserved = reservedNameProblem(name);
+    if (reserved !== undefined) throw invalidInput('p0', reserved);
     if (!isIdentifier(name)) {
-      throw invalidInput('p0', `'${name}' is not a valid parameter name (letters, digits and '_', not starting with a digit)`);
+      const shown = name.length > 40 ? `${name.slice(0, 37)}...` : name;
+      if (/[^\x00-\x7f]/.test(name)) throw invalidInput('p0', `'${shown}' is not a valid parameter name: names may use only ${kNameCharacters}`);
+      throw invalidInput('p0', `'${shown}' is not a valid parameter name (letters, digits and '_', not starting with a digit)`);
     }
     if (kFunctions.has(name)) throw invalidInput('p0', `'${name}' is a function name and cannot be a parameter`);
     if (seen.has(name)) throw invalidInput('p0', `'${name}' is listed twice`);
     seen.add(name);
+  }
+  // Fixed parameters and definitions are names too, even when the expression does not use them.
+  for (const [field, names] of [['p0', options.constants], ['expr', options.definitions]] as const) {
+    for (const name of Object.keys(names ?? {})) {
+      const reserved = reservedNameProblem(name);
+      if (reserved !== undefined) throw invalidInput(field, reserved);
+    }
   }
 }
 
@@ -195,6 +206,9 @@ function lower(expr: Expr, kids: number[], graph: ExpressionGraph, names: { reso
     }
   }
 }
+
+/** Names users write for non-finite numbers, which an expression cannot contain. */
+const kNonFiniteNames: ReadonlySet<string> = new Set(['NaN', 'nan', 'Infinity', 'inf', 'Inf', 'infinity']);
 
 const kBinaryOps = {
   '+': Op.Add,
@@ -259,7 +273,8 @@ class NameResolver {
     const constant = kConstants.get(name);
     if (constant !== undefined) return this.graph.constant(constant);
     if (kFunctions.has(name)) throw this.error(`'${name}' is a function and needs arguments, as in ${name}(x)`, expr);
-    throw this.error(`unknown identifier '${name}' (not a parameter in p0 and not a data column)`, expr);
+    const hint = kNonFiniteNames.has(name) ? '; the language has no NaN or Infinity, only finite numbers' : '';
+    throw this.error(`unknown identifier '${name}' (not a parameter in p0 and not a data column${hint})`, expr);
   }
 
   /** Compiles a definition once, in the same graph, with its own source for error positions. */
@@ -268,6 +283,10 @@ class NameResolver {
     if (known !== undefined) return known;
     if (this.expanding.includes(name)) {
       throw invalidInput(`expr.${name}`, `the definitions refer to each other in a cycle: ${[...this.expanding, name].join(' -> ')}`);
+    }
+    // Each level of definitions using definitions is a level of recursion here.
+    if (this.expanding.length === kMaxNesting) {
+      throw invalidInput(`expr.${name}`, `definitions refer to definitions more than ${kMaxNesting} levels deep (${this.expanding[0]} -> ... -> ${name})`);
     }
     this.expanding.push(name);
     let node: number;

@@ -6,7 +6,7 @@
  * evaluateCompiled(model, [2, 0.5, 1], [[0, 1, 2]], 0); // 3
  */
 export { compileModel, evaluateCompiled, freeIdentifiers, type CompiledModel, type CompileOptions } from './compile.js';
-export { parseExpression, reduceExpr, children, kFunctions, kConstants, kMaxNesting } from './parser.js';
+export { parseExpression, reduceExpr, children, kFunctions, kConstants, kMaxNesting, kMaxSourceLength, kMaxTokens } from './parser.js';
 export type { Expr, NumberExpr, NameExpr, UnaryExpr, BinaryExpr, CallExpr, BuiltinFunction } from './parser.js';
 export { tokenize, isIdentifier, type Token, type TokenKind } from './lexer.js';
 export * from './bytecode.js';

@@ -99,15 +99,43 @@ export const kConstants: ReadonlyMap<string, number> = new Map([
 /** Deeper nesting of parentheses, calls and signs is refused (it would exhaust the stack). */
 export const kMaxNesting = 256;
 
+/**
+ * Longer expressions are refused before a character is read: parsing costs
+ * time and memory in proportion to the length, and the compiler refuses
+ * programs of more than kMaxInstr (65536) instructions anyway, which real
+ * expressions reach well under this length.
+ */
+export const kMaxSourceLength = 1 << 20;
+
+/**
+ * More tokens than this are refused as they are read, bounding the tree and
+ * the compiler's graph (about 350 bytes per token): each token adds at most one
+ * node, so this is 4 * kMaxInstr, room for common subexpressions and constant
+ * folding to bring a long generated expression under the instruction limit.
+ */
+export const kMaxTokens = 1 << 18;
+
+/** How much of a refused overlong expression its error shows. */
+const kShownPrefixChars = 60;
+
 const kOperandExpected = "expected a number, a name or '('";
 
 /**
  * Parses `source` into a syntax tree. Throws ModelError, positioned at the
- * offending token, for any syntax error, unknown function or wrong arity.
+ * offending token, for any syntax error, unknown function or wrong arity, and
+ * for an expression longer than kMaxSourceLength characters (that error's
+ * `source` is only the expression's start).
  * @example
  * parseExpression('-x^2') // unary '-' of binary '^' (x, 2)
  */
 export function parseExpression(source: string): Expr {
+  if (source.length > kMaxSourceLength) {
+    throw new ModelError(
+      `expression is too long: ${source.length} characters, more than the limit of ${kMaxSourceLength}`,
+      `${source.slice(0, kShownPrefixChars)}...`,
+      0,
+    );
+  }
   return new Parser(source).parse();
 }
 
@@ -157,6 +185,7 @@ class Parser {
   /** Positions of the '(' not yet closed, innermost last. */
   private readonly open: number[] = [];
   private depth = 0;
+  private tokenCount = 0;
 
   constructor(private readonly source: string) {
     this.tokens = tokenize(source);
@@ -357,7 +386,11 @@ class Parser {
 
   private pull(): Token {
     const next = this.tokens.next();
-    return next.done ? this.token : next.value;
+    if (next.done) return this.token;
+    if (++this.tokenCount > kMaxTokens) {
+      throw this.error(`expression is too large: more than ${kMaxTokens} tokens (numbers, names, operators and brackets)`, next.value.position);
+    }
+    return next.value;
   }
 
   private unexpected(expected: string): ModelError {

@@ -9,7 +9,9 @@
  * as the header. A value is a decimal number (parsed by Number(), which rounds
  * correctly, so values written with String(v) come back bit for bit) or
  * nan / inf / infinity in any case with an optional sign; the fit's own data
- * check reports non-finite values later, with their row.
+ * check reports non-finite values later, with their row. A record longer
+ * than kMaxRecordChars (1 MiB) is an error, so memory stays bounded whatever
+ * the file holds.
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -20,8 +22,19 @@ import { openForReading } from './positionedRead.js';
 import { badFile, csvBadRecord, csvNotANumber, readFailed } from './sourceErrors.js';
 import { checkOpenSourceOptions, RowStoreWriter, StoredSource } from './store.js';
 
-/** Rows parsed before they are handed to the store. */
+/** Rows parsed before they are handed to the store (fewer for a very wide file: see kBatchBytes). */
 const kBatchRows = 8192;
+/** Most bytes of parsed values held before they are handed to the store. */
+const kBatchBytes = 16 << 20;
+/**
+ * Longest record (one row: a line, or several inside quotes) read, in
+ * characters. A longer one is refused as soon as it is seen, so a file
+ * without line ends, or with a stray quote, costs at most this much memory.
+ * 1 MiB holds a row of 40,000 numbers of 25 characters.
+ */
+export const kMaxRecordChars = 1 << 20;
+/** Column names an error message lists before "and N more". */
+const kListedNames = 12;
 const kDecimal = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const kNonFinite = /^([+-]?)(nan|inf|infinity)$/i;
 
@@ -40,13 +53,18 @@ interface CsvRecord {
   readonly line: number;
 }
 
-/** Cuts decoded text into records at line ends that are not inside quotes. */
+/** Cuts decoded text into records at line ends that are not inside quotes; refuses records over kMaxRecordChars. */
 class RecordSplitter {
+  readonly #path: string;
   #pending = '';
   #line = 1;
   /** Where to look for the next line end in #pending, and whether #pending[0 .. there) is inside quotes. */
   #scanned = 0;
   #inQuotes = false;
+
+  constructor(path: string) {
+    this.#path = path;
+  }
 
   *push(text: string): Generator<CsvRecord> {
     this.#pending += text;
@@ -61,11 +79,21 @@ class RecordSplitter {
       }
       this.#scanned = end + 1;
       if (this.#inQuotes) continue;
+      if (end - recordStart > kMaxRecordChars) throw this.#tooLong();
       yield* this.#emit(this.#pending.slice(recordStart, end));
       recordStart = end + 1;
     }
     this.#pending = this.#pending.slice(recordStart);
     this.#scanned -= recordStart;
+    if (this.#pending.length > kMaxRecordChars) throw this.#tooLong();
+  }
+
+  /** The error for a record past kMaxRecordChars, at the line it starts on. */
+  #tooLong(): RangeError {
+    const why = this.#inQuotes
+      ? `a quoted field opened here is still open after ${kMaxRecordChars} characters (is a '"' missing or stray?)`
+      : `the record is longer than ${kMaxRecordChars} characters, the most nlfit reads as one row (is this a CSV file with line ends?)`;
+    return csvBadRecord(this.#path, this.#line, why);
   }
 
   /** The last record, if the text does not end with a line end. */
@@ -141,11 +169,19 @@ async function* textOf(input: Readable, path: string, gzip: boolean): AsyncGener
 /** Checks the header's column names. */
 function headerNames(record: CsvRecord, path: string): string[] {
   const names = splitFields(record, path).map((name) => name.trim());
+  const seen = new Set<string>();
   names.forEach((name, i) => {
     if (name === '') throw csvBadRecord(path, record.line, `column ${i + 1} of the header has no name`);
-    if (names.indexOf(name) !== i) throw csvBadRecord(path, record.line, `the header names column '${name}' twice`);
+    if (seen.has(name)) throw csvBadRecord(path, record.line, `the header names column '${name}' twice`);
+    seen.add(name);
   });
   return names;
+}
+
+/** The header's names for a message, the first few of a wide file. */
+function listedNames(names: readonly string[]): string {
+  const listed = names.slice(0, kListedNames).join(', ');
+  return names.length > kListedNames ? `${listed}, and ${names.length - kListedNames} more` : listed;
 }
 
 /** The rows of one CSV file on their way into a store: the header, then batches of parsed rows. */
@@ -156,6 +192,7 @@ class CsvIngest {
   #writer: RowStoreWriter | null = null;
   #batch: Float64Array[] = [];
   #batchRows = 0;
+  #batchCapacity = 0;
 
   constructor(path: string, options: OpenSourceOptions) {
     this.#path = path;
@@ -168,12 +205,13 @@ class CsvIngest {
     if (names === null) {
       this.#names = headerNames(record, path);
       this.#writer = new RowStoreWriter(this.#names.length, this.#options);
-      this.#batch = this.#names.map(() => new Float64Array(kBatchRows));
+      this.#batchCapacity = Math.max(1, Math.min(kBatchRows, Math.floor(kBatchBytes / (8 * this.#names.length))));
+      this.#batch = this.#names.map(() => new Float64Array(this.#batchCapacity));
       return;
     }
     const fields = splitFields(record, path);
     if (fields.length !== names.length) {
-      throw csvBadRecord(path, record.line, `expected ${names.length} fields (${names.join(', ')}), found ${fields.length}`);
+      throw csvBadRecord(path, record.line, `expected ${names.length} fields (${listedNames(names)}), found ${fields.length}`);
     }
     for (let c = 0; c < fields.length; c++) {
       const text = fields[c]!.trim();
@@ -181,7 +219,7 @@ class CsvIngest {
       if (value === undefined) throw csvNotANumber(path, record.line, names[c]!, text);
       this.#batch[c]![this.#batchRows] = value;
     }
-    if (++this.#batchRows === kBatchRows) await this.#flush();
+    if (++this.#batchRows === this.#batchCapacity) await this.#flush();
   }
 
   async #flush(): Promise<void> {
@@ -222,7 +260,7 @@ export async function csvSource(path: string, options: OpenSourceOptions, field 
   }
   const ingest = new CsvIngest(path, checked);
   try {
-    const splitter = new RecordSplitter();
+    const splitter = new RecordSplitter(path);
     for await (const text of textOf(input, path, gzip)) {
       for (const record of splitter.push(text)) await ingest.take(record);
     }

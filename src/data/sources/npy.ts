@@ -22,6 +22,20 @@ import { badFile, unsupportedDtype, wrongFileSize } from './sourceErrors.js';
 const kMagic = '\x93NUMPY';
 /** numpy itself refuses headers over 10000 bytes unless told otherwise; ours are a few hundred. */
 const kMaxHeaderBytes = 1 << 20;
+/**
+ * Brackets nested deeper than this are refused (a real header nests two
+ * deep, a structured dtype's list of fields three or four): the parser
+ * recurses once per level.
+ */
+const kMaxHeaderNesting = 32;
+/** How much of a bad header an error message quotes. */
+const kShownHeaderChars = 200;
+
+/** Header text for a message, cut short when it is long. */
+function shownHeader(text: string): string {
+  const trimmed = text.trim();
+  return trimmed.length <= kShownHeaderChars ? trimmed : `${trimmed.slice(0, kShownHeaderChars)}... (${trimmed.length} characters)`;
+}
 
 /** A value of the Python literal subset a .npy header uses. */
 type PyValue =
@@ -48,6 +62,7 @@ function pyRepr(value: PyValue): string {
 /** Parses the header's dict literal; `fail` builds the error for a syntax problem at a character offset. */
 function parsePyLiteral(text: string, fail: (problem: string, at: number) => Error): PyValue {
   let at = 0;
+  let depth = 0;
   const skipSpace = (): void => {
     while (at < text.length && /\s/.test(text[at]!)) at++;
   };
@@ -87,6 +102,9 @@ function parsePyLiteral(text: string, fail: (problem: string, at: number) => Err
       at++;
       return out;
     }
+    if (char === '{' || char === '(' || char === '[') {
+      if (++depth > kMaxHeaderNesting) throw fail(`brackets nested more than ${kMaxHeaderNesting} deep`, at);
+    }
     if (char === '{') {
       at++;
       const dict = new Map<string, PyValue>();
@@ -94,16 +112,18 @@ function parsePyLiteral(text: string, fail: (problem: string, at: number) => Err
         const keyAt = at;
         const key = value();
         if (typeof key !== 'string') throw fail('dictionary keys must be strings', keyAt);
-        if (dict.has(key)) throw fail(`key '${key}' appears twice`, keyAt);
+        if (dict.has(key)) throw fail(`key '${shownHeader(key)}' appears twice`, keyAt);
         expect(':');
         dict.set(key, value());
       });
+      depth--;
       return { dict };
     }
     if (char === '(' || char === '[') {
       at++;
       const items: PyValue[] = [];
       const sawComma = sequence(char === '(' ? ')' : ']', () => items.push(value()));
+      depth--;
       if (char === '[') return { list: items };
       // In Python "(5)" is the integer 5; only a comma (or nothing at all) makes a tuple.
       return items.length === 1 && !sawComma ? items[0]! : { tuple: items };
@@ -114,7 +134,10 @@ function parsePyLiteral(text: string, fail: (problem: string, at: number) => Err
     if (word === 'True') return true;
     if (word === 'False') return false;
     if (word === 'None') return null;
-    return Number(word.replace('L', ''));
+    const integer = Number(word.replace('L', ''));
+    // Past 2^53 a double no longer holds every integer: the value would be silently wrong.
+    if (!Number.isSafeInteger(integer)) throw fail(`the integer ${word} is larger than 2^53 - 1`, at - word.length);
+    return integer;
   };
   const result = value();
   skipSpace();
@@ -143,10 +166,10 @@ export function shapeText(shape: readonly number[]): string {
 }
 
 function parseDtype(path: string, descr: PyValue): { itemBytes: 4 | 8; littleEndian: boolean } {
-  if (typeof descr !== 'string') throw unsupportedDtype(path, pyRepr(descr));
+  if (typeof descr !== 'string') throw unsupportedDtype(path, shownHeader(pyRepr(descr)));
   // '|' means "byte order does not apply", which is meaningful only for 1-byte types.
   const match = /^([<>=])f([48])$/.exec(descr);
-  if (!match) throw unsupportedDtype(path, descr);
+  if (!match) throw unsupportedDtype(path, shownHeader(descr));
   const order = match[1]!;
   return {
     itemBytes: match[2] === '8' ? 8 : 4,
@@ -175,21 +198,22 @@ async function readHeader(fh: FileHandle, path: string, size: number): Promise<O
   await readFully(fh, path, headerRaw, headerStart);
   const text = headerRaw.toString(major === 3 ? 'utf8' : 'latin1');
 
-  const header = parsePyLiteral(text, (problem, at) => badFile(path, `the .npy header is not a valid dictionary (${problem} at character ${at}): ${text.trim()}`));
+  const header = parsePyLiteral(text, (problem, at) => badFile(path, `the .npy header is not a valid dictionary (${problem} at character ${at}): ${shownHeader(text)}`));
   if (header === null || typeof header !== 'object' || !('dict' in header)) {
-    throw badFile(path, `the .npy header is not a dictionary: ${text.trim()}`);
+    throw badFile(path, `the .npy header is not a dictionary: ${shownHeader(text)}`);
   }
   const keys = [...header.dict.keys()].sort();
   if (keys.join() !== 'descr,fortran_order,shape') {
-    throw badFile(path, `the .npy header must have exactly the keys 'descr', 'fortran_order' and 'shape'; it has ${keys.map((k) => `'${k}'`).join(', ')}`);
+    const listed = keys.slice(0, 10).map((k) => `'${shownHeader(k)}'`).join(', ');
+    throw badFile(path, `the .npy header must have exactly the keys 'descr', 'fortran_order' and 'shape'; it has ${listed}${keys.length > 10 ? ` and ${keys.length - 10} more` : ''}`);
   }
   const { itemBytes, littleEndian } = parseDtype(path, header.dict.get('descr')!);
   const fortranOrder = header.dict.get('fortran_order');
-  if (typeof fortranOrder !== 'boolean') throw badFile(path, `fortran_order must be True or False, not ${pyRepr(fortranOrder!)}`);
+  if (typeof fortranOrder !== 'boolean') throw badFile(path, `fortran_order must be True or False, not ${shownHeader(pyRepr(fortranOrder!))}`);
   const shapeValue = header.dict.get('shape')!;
   const shapeItems = shapeValue !== null && typeof shapeValue === 'object' && 'tuple' in shapeValue ? shapeValue.tuple : null;
   if (!shapeItems || !shapeItems.every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
-    throw badFile(path, `shape must be a tuple of non-negative integers, not ${pyRepr(shapeValue)}`);
+    throw badFile(path, `shape must be a tuple of non-negative integers, not ${shownHeader(pyRepr(shapeValue))}`);
   }
   const shape = shapeItems as readonly number[];
   if (shape.length !== 1 && shape.length !== 2) {
@@ -198,7 +222,11 @@ async function readHeader(fh: FileHandle, path: string, size: number): Promise<O
   const rows = shape[0]!;
   const width = shape.length === 2 ? shape[1]! : 1;
   const dataOffset = headerStart + headerBytes;
-  const expectedSize = dataOffset + rows * width * itemBytes;
+  const dataBytes = rows * width * itemBytes;
+  if (!Number.isSafeInteger(dataBytes)) {
+    throw badFile(path, `shape ${shapeText(shape)} describes more than 2^53 bytes of data; the header is corrupt`);
+  }
+  const expectedSize = dataOffset + dataBytes;
   if (size !== expectedSize) {
     throw wrongFileSize(path, expectedSize, size, `a ${dataOffset}-byte header and shape ${shapeText(shape)} of ${itemBytes === 8 ? 'float64' : 'float32'}`);
   }

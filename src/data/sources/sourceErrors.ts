@@ -7,6 +7,14 @@
 
 import { withCode } from '../../errors.js';
 
+/** The longest text from a file that a message quotes whole. */
+const kShownChars = 60;
+
+/** Text from a file for a message, cut short (with its length) when it is long. */
+function shown(text: string): string {
+  return text.length <= kShownChars ? text : `${text.slice(0, kShownChars - 10)}...${text.slice(-5)} (${text.length} characters)`;
+}
+
 /** Why the operating system refused a path, in words (falls back to its own message). */
 function systemReason(cause: unknown): string {
   const code = (cause as { code?: unknown } | null)?.code;
@@ -56,8 +64,8 @@ export function wrongFileSize(path: string, expectedBytes: number, actualBytes: 
 
 /** A CSV field that does not parse as a number: "data.csv line 17, column 'y': 'abc' is not a number". */
 export function csvNotANumber(path: string, line: number, column: string, text: string): RangeError {
-  const what = text === '' ? 'the field is empty, not a number' : `'${text}' is not a number`;
-  return withCode(new RangeError(`${path} line ${line}, column '${column}': ${what}`), 'ERR_NLFIT_DATA');
+  const what = text === '' ? 'the field is empty, not a number' : `'${shown(text)}' is not a number`;
+  return withCode(new RangeError(`${path} line ${line}, column '${shown(column)}': ${what}`), 'ERR_NLFIT_DATA');
 }
 
 /** A CSV record whose shape is wrong (ragged row, stray quote). */

@@ -54,7 +54,7 @@ export async function streamSource(chunks: AsyncIterable<unknown>, options: Open
         columns = names;
         writer = new RowStoreWriter(columns.length, checked);
       }
-      const missing = columns.find((name) => !(name in record));
+      const missing = columns.find((name) => !Object.hasOwn(record, name));
       if (missing !== undefined) throw invalidInput(chunkField, `column '${missing}' is missing (chunk 0 has ${columns.join(', ')})`);
       const extra = names.find((name) => !columns!.includes(name));
       if (extra !== undefined) throw invalidInput(chunkField, `column '${extra}' is not in chunk 0 (${columns.join(', ')})`);
