@@ -175,11 +175,16 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
     // 135 KB per pooled fit on 2 workers, 4000 fits, before this).
     externalBytes_ = evaluator_->scratchBytes() + static_cast<int64_t>(sizeof(double) * kBlockSize * (program_->nParams() + 1)) +
                      static_cast<int64_t>(code.ElementLength() * sizeof(int32_t) * 8);
-    Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
+    int64_t adjusted = 0;
+    napi_adjust_external_memory(env, externalBytes_, &adjusted);
   }
 
   void Finalize(Napi::Env env) override {
-    if (externalBytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -externalBytes_);
+    // The C call, status ignored: a finalizer may run while a worker's
+    // environment is being torn down, and a C++ exception here would terminate
+    // the process (the C++ wrapper throws on a failed status).
+    int64_t adjusted = 0;
+    if (externalBytes_ > 0) napi_adjust_external_memory(env, -externalBytes_, &adjusted);
     externalBytes_ = 0;
   }
 

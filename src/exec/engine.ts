@@ -94,10 +94,9 @@ export class EnginePool {
           maxThreads: this.threads,
           idleTimeout: kIdleTimeoutMs,
           concurrentTasksPerWorker: 1,
-          // Piscina's timing histograms and its 30 s close timer kept about
-          // 400 KiB alive per engine created and closed (bench/leak.js).
+          // Piscina's timing histograms kept memory alive per engine created
+          // and closed (bench/leak.js).
           recordTiming: false,
-          closeTimeout: 100,
         },
         this.threads,
       );
