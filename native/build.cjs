@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the addon: `node native/build.cjs [gyp|cmake]` (gyp is what npm
-// install runs). Uses the headers of the running Node when they are installed
+// install runs), and the optional MPI addon next to it when MPI is found
+// (native/build-flags.cjs; env NLFIT_MPI=0 never, NLFIT_MPI=1 required). Uses the headers of the running Node when they are installed
 // next to it (as on Debian and official tarballs), so no build step needs the
 // network.
 'use strict';
@@ -28,6 +29,19 @@ function resolveBin(pkg, bin) {
   } catch {
     return null;
   }
+}
+
+// One line on the optional MPI transport (nlfit_mpi.node, built alongside
+// nlfit.node when MPI is found): what was found, or how to enable it. With
+// NLFIT_MPI=1 and no MPI this fails here, before compiling anything.
+if (tool === 'gyp' || tool === 'cmake') {
+  const status = spawnSync(process.execPath, [path.join(__dirname, 'build-flags.cjs'), 'mpi-status'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (status.status !== 0) process.exit(status.status === null ? 1 : status.status);
+  if (status.stdout) console.log(status.stdout.trim());
 }
 
 if (tool === 'gyp') {

@@ -1,6 +1,7 @@
 // Both build paths (node-gyp, used by npm install; cmake-js, for sites with
 // their own toolchains) must produce the same addon: the same machine code
-// for every kernel object, and the same fit to the last bit.
+// for every kernel object, and the same fit to the last bit; and, when MPI is
+// found, both build the optional MPI addon (nlfit_mpi.node) too.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,9 @@ function fitWith(addon: string): string {
 }
 
 const haveGypBuild = existsSync(gypObjects) && existsSync(gypAddon);
+// Both paths also build the optional MPI addon when build-flags.cjs finds MPI.
+const mpiFound =
+  spawnSync(process.execPath, [join(root, 'native', 'build-flags.cjs'), 'mpi-found'], { cwd: root, encoding: 'utf8' }).stdout === '1';
 
 describe.skipIf(!haveGypBuild)('cmake-js and node-gyp build the same addon', () => {
   it('builds with cmake-js', () => {
@@ -44,7 +48,22 @@ describe.skipIf(!haveGypBuild)('cmake-js and node-gyp build the same addon', () 
     const run = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', outDir], { cwd: root, encoding: 'utf8' });
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(existsSync(join(outDir, 'Release', 'nlfit.node'))).toBe(true);
+    expect(existsSync(join(outDir, 'Release', 'nlfit_mpi.node')), run.stdout + run.stderr).toBe(mpiFound);
   }, 180_000);
+
+  it.skipIf(!mpiFound)('builds the MPI addon with cmake-js, as with node-gyp, and it loads', () => {
+    const load = (file: string) => {
+      const run = spawnSync(
+        process.execPath,
+        ['-e', `const a = require(${JSON.stringify(file)}); process.stdout.write([typeof a.init, typeof a.Exchange, typeof a.abort, typeof a.finalize].join())`],
+        { encoding: 'utf8' },
+      );
+      return run.stdout + run.stderr;
+    };
+    expect(load(join(outDir, 'Release', 'nlfit_mpi.node'))).toBe('function,function,function,function');
+    const gypMpi = join(root, 'build', 'Release', 'nlfit_mpi.node');
+    if (existsSync(gypMpi)) expect(load(gypMpi)).toBe('function,function,function,function');
+  });
 
   it('compiles every kernel source to the same machine code', () => {
     const cmakeObjects = join(outDir, 'CMakeFiles', 'nlfit.dir', 'native', 'kernel');
