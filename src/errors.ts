@@ -62,8 +62,11 @@ export function closestName(name: string, known: readonly string[]): string | un
  *   ERR_NLFIT_DATA        the data: a bad value, an unreadable or malformed file
  *   ERR_NLFIT_OPTION      an option or a model that cannot be used
  *   ERR_NLFIT_CHECKPOINT  a checkpoint that resume refuses
+ *   ERR_NLFIT_DISTRIBUTED the ranks of a distributed fit disagree (not the
+ *                         same command or data) or their transport failed; a
+ *                         rank's own failure keeps that failure's code
  */
-export type NlfitErrorCode = 'ERR_NLFIT_DATA' | 'ERR_NLFIT_OPTION' | 'ERR_NLFIT_CHECKPOINT';
+export type NlfitErrorCode = 'ERR_NLFIT_DATA' | 'ERR_NLFIT_OPTION' | 'ERR_NLFIT_CHECKPOINT' | 'ERR_NLFIT_DISTRIBUTED';
 
 export function withCode<E extends Error>(error: E, code: NlfitErrorCode): E & { code: NlfitErrorCode } {
   return Object.assign(error, { code });

@@ -11,13 +11,15 @@ import { sharedFloat64 } from './data/columns.js';
 import type { ColumnSource } from './data/source.js';
 import { memorySource } from './data/sources/memory.js';
 import { isColumnSource, isSourceSpec } from './data/sources/spec.js';
-import { fitAborted, invalidInput } from './errors.js';
+import { fitAborted, invalidInput, withCode } from './errors.js';
+import { DistributedEvaluator, rankRange } from './distributed/evaluator.js';
+import { exchangeJson, RankSession } from './distributed/session.js';
 import { FitCancel } from './exec/cancel.js';
-import type { Evaluator, PassColumns, PassModel } from './exec/evaluator.js';
+import type { BlockRange, Evaluator, PassColumns, PassModel, RangeEvaluator } from './exec/evaluator.js';
 import { EnginePool } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
 import { jsModelValues, loadJsModel, planJsModel } from './exec/jsModel.js';
-import { blockCount, checkLayout, kBlockSize } from './exec/layout.js';
+import { blockCount, checkLayout, kBlockSize, kLayoutVersion } from './exec/layout.js';
 import { PooledEvaluator } from './exec/pooled.js';
 import { StreamingEvaluator, type StreamShape } from './exec/streaming.js';
 import type { WarmupTask } from './exec/worker.js';
@@ -31,6 +33,7 @@ import {
   checkMemoryColumns,
   nanPolicy,
   dataValueError,
+  distributedOption,
   normalizeFitOptions,
   precheckFitOptions,
   timeoutOption,
@@ -44,7 +47,8 @@ import type { Checkpointer } from './solver/checkpoint.js';
 import { runSolver } from './solver/driver.js';
 import { runStarts, startingPoints } from './solver/multistart.js';
 import type { ModelValues } from './solver/diagnostics.js';
-import { FitResult, type FitExport, type MultistartReport } from './solver/result.js';
+import { FitResult, type DistributedReport, type FitExport, type MultistartReport } from './solver/result.js';
+import { resolveWorkflow } from './workflow.js';
 import { fitStatistics } from './solver/statistics.js';
 
 /**
@@ -85,10 +89,19 @@ export class Engine {
    * maxQueue calls already wait, it rejects at once with a QueueFullError.
    */
   async fit(options: FitOptions): Promise<FitResult> {
-    const release = await this.pool.admit(fitCopyBytes(options), signalOf(options));
+    // A distributed fit joins the other ranks first, so that even a refused
+    // admission (an aborted signal, a full queue) reaches them.
+    const session = wantsSession(options) ? await openSession(options) : null;
+    let release: () => void;
+    try {
+      release = await this.pool.admit(fitCopyBytes(options), signalOf(options));
+    } catch (error) {
+      await session?.fail(error);
+      throw error;
+    }
     try {
       await nextTurn();
-      return await runFit(this.pool, options);
+      return await runFit(this.pool, options, session);
     } finally {
       release();
     }
@@ -103,10 +116,17 @@ export class Engine {
 
   /** Fits many small independent curves natively, sharded over the pool; see FitManyOptions. Queued as fit() is. */
   async fitMany(options: FitManyOptions): Promise<FitManyResult> {
-    const release = await this.pool.admit(batchCopyBytes(options), signalOf(options));
+    const session = wantsSession(options as unknown as FitOptions) ? await openSession(options as unknown as FitOptions) : null;
+    let release: () => void;
+    try {
+      release = await this.pool.admit(batchCopyBytes(options), signalOf(options));
+    } catch (error) {
+      await session?.fail(error);
+      throw error;
+    }
     try {
       await nextTurn();
-      return await runFitMany(this.pool, options);
+      return await runFitMany(this.pool, options, session);
     } finally {
       release();
     }
@@ -198,21 +218,32 @@ const kLoadRows = 1 << 20;
 const kSampleRuns = 256;
 const kSampleRun = 256;
 
-async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult> {
+/**
+ * One fit. `session`: a distributed fit's conversation with the other ranks;
+ * a failure on this rank is announced to them at their next exchange
+ * (src/distributed/session.ts), so no rank waits for it.
+ */
+async function runFit(pool: EnginePool, options: FitOptions, session: RankSession | null): Promise<FitResult> {
   const started = performance.now();
   // An aborted signal stops the fit before any work (the option is validated with the others later).
   const signal = (options as { signal?: unknown } | null)?.signal;
   const checkAborted = (): void => {
     if (signal instanceof AbortSignal && signal.aborted) throw fitAborted(signal);
   };
-  checkAborted();
-  const addon = loadAddon();
-  checkLayout(addon);
-  // From here the signal and timeoutMs act through the fit's cancel buffer
-  // (src/exec/cancel.ts); timeoutMs is read now so that its deadline also
-  // bounds opening and loading the data.
-  const timeoutMs = timeoutOption((options as { timeoutMs?: unknown } | null)?.timeoutMs);
-  const cancel = new FitCancel(signal instanceof AbortSignal ? signal : null, timeoutMs === null ? null : { timeoutMs, startedAt: started, what: 'fit' });
+  let cancel: FitCancel;
+  let timeoutMs: number | null;
+  try {
+    checkAborted();
+    checkLayout(loadAddon());
+    // From here the signal and timeoutMs act through the fit's cancel buffer
+    // (src/exec/cancel.ts); timeoutMs is read now so that its deadline also
+    // bounds opening and loading the data.
+    timeoutMs = timeoutOption((options as { timeoutMs?: unknown } | null)?.timeoutMs);
+    cancel = new FitCancel(signal instanceof AbortSignal ? signal : null, timeoutMs === null ? null : { timeoutMs, startedAt: started, what: 'fit' });
+  } catch (error) {
+    await session?.fail(error);
+    throw error;
+  }
   const baselineRss = process.memoryUsage().rss;
   let source: ColumnSource | null = null;
   // A ColumnSource the caller passed is theirs to close; sources fit() opens or derives are closed here.
@@ -224,7 +255,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
       const derive = checkDeriveOptions(raw);
       const omitNaN = nanPolicy(raw.nanPolicy) === 'omit';
-      if (isSourceSpec(raw.data) || derive || omitNaN) {
+      // A distributed fit reads its rank's slice from a source, even of arrays in memory.
+      if (isSourceSpec(raw.data) || derive || omitNaN || session) {
         const bufferBytes = streamBufferBytes(raw);
         precheckFitOptions(raw);
         ownsSource = !isColumnSource(raw.data);
@@ -251,7 +283,9 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
             if (inputOwned) await input.close();
           }
         }
-        opened = { source, sample: wantsGuess(raw) ? await readSample(source) : null };
+        // Arrays in memory guess from every row, as without distributed (a file: from a sample).
+        const everyRow = session !== null && !isSourceSpec(raw.data) && !derive && !omitNaN;
+        opened = { source, sample: wantsGuess(raw) ? await readSample(source, everyRow) : null };
       }
     }
     cancel.throwIfRequested();
@@ -260,14 +294,29 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const plan = job.module ? planJsModel(job.module, job.paramNames, job.p0, job.fixed, job.solver) : null;
     const model: PassModel = plan ?? { code: job.model!.code, consts: job.model!.consts };
     const jsValues = plan ? jsModelValues(await loadJsModel(plan), plan) : null;
-    const decision = decideFor(job, pool.threads);
+    // A rank holds a range of whole blocks and plans its memory for that slice.
+    const range = session ? rankRange(session.rank, session.size, blockCount(job.nPoints)) : null;
+    const rowOffset = range ? range.blockStart * kBlockSize : 0;
+    const localPoints = range ? Math.max(0, Math.min(job.nPoints, range.blockEnd * kBlockSize) - rowOffset) : job.nPoints;
+    const decision = decideFor(job, pool.threads, Math.max(1, localPoints), session !== null);
     let memory = job.memory;
-    if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!);
+    if (memory === null && decision.strategy !== 'streaming') memory = await loadColumns(job, source!, rowOffset, localPoints);
     cancel.throwIfRequested();
+    if (session) await agreeOnFit(session, job);
     // Checkpoints: the data identity is computed when first needed (resuming, or the first write).
     let checkpointer: Checkpointer | null = null;
     let resumeFrom: Uint8Array | null = null;
-    if (job.checkpoint) {
+    if (job.checkpoint && session) {
+      // Every rank digests its blocks, together the data's identity; rank 0 reads the file and writes.
+      const { Checkpointer: CheckpointFile, rangeDigests, identityFromDigests } = await import('./solver/checkpoint.js');
+      const mine = await rangeDigests(job, memory, rowOffset, source, range!.blockStart, range!.blockEnd);
+      const identity = identityFromDigests(job, await gatherDigests(session, mine));
+      checkpointer = new CheckpointFile(job.checkpoint, job, () => Promise.resolve(identity), job.onProgress, session.rank === 0);
+      const state = session.rank === 0 ? await checkpointer.load() : null;
+      const sent = await session.exchange(state ?? new Uint8Array(0));
+      resumeFrom = sent[0]!.byteLength > 0 ? sent[0]! : null;
+      if (resumeFrom && session.rank !== 0) checkpointer.adopt(resumeFrom);
+    } else if (job.checkpoint) {
       const { Checkpointer: CheckpointFile, dataIdentity } = await import('./solver/checkpoint.js');
       const columns = memory;
       checkpointer = new CheckpointFile(job.checkpoint, job, () => dataIdentity(job, columns, source), job.onProgress);
@@ -289,7 +338,11 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       const next = relief({ chunkSize: shape.chunkBlocks * kBlockSize, chunksInFlight: shape.chunksInFlight });
       return { chunkBlocks: Math.max(1, Math.floor(next.chunkSize / kBlockSize)), chunksInFlight: next.chunksInFlight };
     };
-    const evaluator = chooseEvaluator(pool, job, model, decision, memory, source, relieve, cancel);
+    const local = chooseEvaluator(pool, job, model, decision, memory, source, relieve, cancel, range);
+    const deadlinePassed = (): boolean => job.maxTimeMs !== null && performance.now() >= started + job.maxTimeMs;
+    const evaluator = session ? new DistributedEvaluator(local as RangeEvaluator & Evaluator, session, blockCount(job.nPoints), deadlinePassed) : local;
+    // A rank's memory holds only its slice: rows for messages and exports are read from the source.
+    const rowsFrom = session ? null : memory;
     if (job.onProgress) {
       const report = job.onProgress;
       evaluator.onBlocks = (done, total) => report({ type: 'pass-progress', fraction: done / total, elapsedMs: performance.now() - started });
@@ -304,13 +357,14 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         checkpoint: checkpointer,
         resumeFrom,
         maxIterations: job.maxIterations,
-        deadline: job.maxTimeMs === null ? null : started + job.maxTimeMs,
+        deadline: job.maxTimeMs === null || session ? null : started + job.maxTimeMs,
+        timeUp: evaluator instanceof DistributedEvaluator ? () => evaluator.stopAgreed : null,
         afterFirstPass: async () => {
           const audit = evaluator.audit!;
           if (audit.firstInvalidBlock >= 0) {
             const first = audit.firstInvalidBlock * kBlockSize;
             const count = Math.min(kBlockSize, job.nPoints - first);
-            throw dataValueError(job, await readRows(job, memory, source, first, count), first, count);
+            throw dataValueError(job, await readRows(job, rowsFrom, source, first, count), first, count);
           }
           totalSumOfSquares = audit.totalSumOfSquares;
         },
@@ -324,7 +378,8 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       // Every start is a whole fit on the same evaluator; pooled passes interleave on the pool.
       const spec = job.multistart;
       const starts = startingPoints(job.p0, job.solver.lower ?? null, job.solver.upper ?? null, spec);
-      const concurrency = evaluator.kind === 'pooled' ? job.threads : 1;
+      // A distributed fit runs its starts one after another: every rank must exchange in the same order.
+      const concurrency = evaluator.kind === 'pooled' && !session ? job.threads : 1;
       const outcome = await runStarts(starts, job.p0.length, concurrency, async (x0) => {
         const one = await solve(x0);
         const failed = one.state.status === 'nonfinite_start';
@@ -346,7 +401,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       run = await solve(job.p0);
     }
     const { state, solverMs, limit } = run;
-    if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, memory, source, jsValues ?? kernelValues(job.model!));
+    if (state.status === 'nonfinite_start') throw await nonFiniteStart(job, rowsFrom, source, jsValues ?? kernelValues(job.model!));
 
     const statisticsStarted = performance.now();
     const statistics = fitStatistics(
@@ -361,18 +416,36 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
     const statisticsMs = performance.now() - statisticsStarted;
     // The export reads the data once more, in the fit's blocks, while the source is still open.
     let exported: FitExport | null = null;
-    if (job.export) {
+    // A distributed fit's file is written once, by rank 0.
+    if (job.export && (!session || session.rank === 0)) {
       const { predictWithKernel, writeExport } = await import('./data/export.js');
       const written = await writeExport(job.export, {
         nPoints: job.nPoints,
-        readRows: (start, count) => readRows(job, memory, source, start, count),
+        readRows: (start, count) => readRows(job, rowsFrom, source, start, count),
         predict: job.model ? predictWithKernel(job.model.code, job.model.consts, state.x) : (vars, count, out) => jsValues!(state.x, vars, count, out),
         variables: job.varNames,
         weighted: job.weighted,
       });
       exported = { path: job.export.path, ...written };
     }
-    const shape = executionShape(evaluator, decision);
+    const shape = executionShape(local, decision);
+    let distributedReport: DistributedReport | undefined;
+    if (session && evaluator instanceof DistributedEvaluator) {
+      // The last exchange: a rank that failed up to here (rank 0's export, say) is reported on every rank.
+      await session.exchange(new Uint8Array(0));
+      session.close();
+      const stats = evaluator.stats;
+      distributedReport = {
+        transport: session.comm.kind,
+        rank: session.rank,
+        ranks: session.size,
+        blockStart: range!.blockStart,
+        blockEnd: range!.blockEnd,
+        exchanges: session.exchanges,
+        exchangeMs: session.exchangeMs,
+        passBytesSent: stats.bytesSent,
+      };
+    }
     return new FitResult({
       model: job.model ? job.model.source : job.module!.source,
       paramNames: job.paramNames,
@@ -413,6 +486,7 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
         pressureEvents,
         dataSource: source ? source.kind : 'memory',
         droppedRows,
+        ...(distributedReport ? { distributed: distributedReport } : {}),
       },
       exported,
       program: job.model ?? { values: jsValues!, variableNames: job.varNames },
@@ -423,19 +497,92 @@ async function runFit(pool: EnginePool, options: FitOptions): Promise<FitResult>
       ...(job.fixed.length > 0 ? { fixed: Object.fromEntries(job.fixed.map(({ name, value }) => [name, value])) } : {}),
       ...(Object.keys(job.definitions).length > 0 ? { expressions: job.definitions } : {}),
     });
+  } catch (error) {
+    await session?.fail(error);
+    throw error;
   } finally {
     cancel.dispose();
     if (ownsSource) await source?.close();
   }
 }
 
+/** Whether the options ask for a distributed fit (checked without waiting: admission order is kept for the others). */
+function wantsSession(options: FitOptions): boolean {
+  const raw = options as unknown as Record<string, unknown> | null;
+  return raw !== null && typeof raw === 'object' && ((raw.distributed !== undefined && raw.distributed !== false && raw.distributed !== null) || raw.workflow === 'hpc_distributed');
+}
+
+/** The distributed option's transport, opened (MPI is initialised here), or null for one process. */
+async function openSession(options: FitOptions): Promise<RankSession | null> {
+  const raw = options as unknown as Record<string, unknown> | null;
+  if (raw === null || typeof raw !== 'object') return null;
+  const spec = distributedOption(raw.distributed, raw.workflow === 'hpc_distributed' ? resolveWorkflow(raw.workflow, raw.goal, raw.strategy) : null);
+  if (spec === null) return null;
+  const comm = spec === 'mpi' ? (await import('./distributed/mpi.js')).mpiCommunicator() : spec;
+  return new RankSession(comm);
+}
+
+/**
+ * The first exchange of a distributed fit: every rank must run the same fit
+ * on the same number of points (the same command on the same files); a rank
+ * that differs is named, with the first option that differs.
+ */
+async function agreeOnFit(session: RankSession, job: NormalizedFit): Promise<void> {
+  const { optionsIdentity } = await import('./solver/checkpoint.js');
+  const mine = { version: kLayoutVersion, nPoints: job.nPoints, threads: job.threads, options: optionsIdentity(job) };
+  const all = await exchangeJson(session, mine);
+  const first = all[0]!;
+  for (let rank = 1; rank < all.length; rank++) {
+    const other = all[rank]!;
+    let why: string | null = null;
+    if (other.nPoints !== first.nPoints) why = `it reads ${other.nPoints} points where rank 0 reads ${first.nPoints}`;
+    else {
+      const keys = new Set([...Object.keys(first.options), ...Object.keys(other.options)]);
+      for (const key of keys) {
+        if (first.options[key] !== other.options[key]) {
+          why = `its option ${key} is ${other.options[key] ?? '(absent)'} where rank 0 has ${first.options[key] ?? '(absent)'}`;
+          break;
+        }
+      }
+    }
+    if (why) throw withCode(new Error(`nlfit: rank ${rank} of ${all.length} is not running the same fit as rank 0: ${why}`), 'ERR_NLFIT_DISTRIBUTED');
+  }
+}
+
+/** Every rank's block digests (per column), concatenated in rank order: the whole data's. */
+async function gatherDigests(session: RankSession, mine: Int32Array[]): Promise<Int32Array[]> {
+  const flat = new Int32Array(mine.reduce((n, d) => n + d.length, 0));
+  let at = 0;
+  for (const d of mine) {
+    flat.set(d, at);
+    at += d.length;
+  }
+  const all = await session.exchange(new Uint8Array(flat.buffer));
+  const parts = all.map((bytes) => new Int32Array(bytes.slice().buffer));
+  return mine.map((_, column) => {
+    const pieces = parts.map((words) => {
+      const per = words.length / mine.length;
+      return words.subarray(column * per, (column + 1) * per);
+    });
+    const out = new Int32Array(pieces.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of pieces) {
+      out.set(p, offset);
+      offset += p.length;
+    }
+    return out;
+  });
+}
+
 /** The coordinator's decision for this job, honouring the workflow, goal and strategy options. */
-function decideFor(job: NormalizedFit, engineThreads: number): Decision {
+function decideFor(job: NormalizedFit, engineThreads: number, nPoints = job.nPoints, distributed = false): Decision {
   const fromFile = job.source !== null && job.source.kind !== 'memory';
   let workflow: string = job.plan.strategy;
   if (job.plan.preferStreaming && fromFile && workflow === 'auto') workflow = 'streaming';
+  // A rank always computes on its pool: its slice's roots go to the other ranks, not to an inline tree.
+  if (distributed && (workflow === 'auto' || workflow === 'standard')) workflow = 'hpc';
   return decide({
-    nPoints: job.nPoints,
+    nPoints,
     nParams: job.paramNames.length,
     nVariables: job.varNames.length,
     workflow: workflow as Parameters<typeof decide>[0]['workflow'],
@@ -456,8 +603,9 @@ function chooseEvaluator(
   source: ColumnSource | null,
   relieve: (shape: StreamShape) => StreamShape,
   cancel: FitCancel,
+  range: BlockRange | null,
 ): Evaluator {
-  const nBlocks = blockCount(job.nPoints);
+  const nBlocks = range ? range.blockEnd - range.blockStart : blockCount(job.nPoints);
   const loss = job.loss ? { code: job.loss.code, fScale: job.loss.fScale } : null;
   if (decision.strategy === 'streaming') {
     // Data the caller holds in memory can still be streamed (forced), through a copying source.
@@ -469,10 +617,10 @@ function chooseEvaluator(
       streamed,
       { vars: job.varNames, y: 'y', sigma: job.weighted ? 'sigma' : null },
       job.nPoints,
-      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve, loss, cancel },
+      { chunkBlocks: Math.max(1, Math.ceil(chunkPoints / kBlockSize)), chunksInFlight: decision.chunksInFlight, reshape: relieve, loss, cancel, range },
     );
   }
-  const columns: PassColumns = { ...memory!, nPoints: job.nPoints };
+  const columns: PassColumns = { ...memory!, nPoints: job.nPoints, rowOffset: range ? range.blockStart * kBlockSize : 0 };
   if (decision.strategy === 'standard') return new InlineEvaluator(program, columns, loss, cancel);
   const chunkBlocks =
     job.chunkSize !== null
@@ -483,6 +631,7 @@ function chooseEvaluator(
     cancel,
     threads: job.threads,
     chunkBlocks,
+    range,
     // Under pressure: smaller tasks, then fewer at once.
     reshape: ({ chunkBlocks: blocks, inFlight }) => {
       const next = relieve({ chunkBlocks: blocks, chunksInFlight: inFlight });
@@ -508,16 +657,16 @@ function memoryRecord(job: NormalizedFit, memory: MemoryColumns): Record<string,
   return record;
 }
 
-/** Reads the columns the fit uses from a source into shared memory (the decision said they fit). */
-async function loadColumns(job: NormalizedFit, source: ColumnSource): Promise<MemoryColumns> {
+/** Reads the columns the fit uses (rows [rowOffset, rowOffset + rows): a rank's slice) from a source into shared memory. */
+async function loadColumns(job: NormalizedFit, source: ColumnSource, rowOffset = 0, rows = job.nPoints): Promise<MemoryColumns> {
   const names = ['y', ...(job.weighted ? ['sigma'] : []), ...job.varNames];
   const whole: Record<string, Float64Array> = {};
-  for (const name of names) whole[name] = sharedFloat64(job.nPoints);
-  for (let start = 0; start < job.nPoints; start += kLoadRows) {
-    const count = Math.min(kLoadRows, job.nPoints - start);
+  for (const name of names) whole[name] = sharedFloat64(rows);
+  for (let start = 0; start < rows; start += kLoadRows) {
+    const count = Math.min(kLoadRows, rows - start);
     const views: Record<string, Float64Array> = {};
     for (const name of names) views[name] = whole[name]!.subarray(start, start + count);
-    await source.read(start, count, views);
+    await source.read(rowOffset + start, count, views);
   }
   return { vars: job.varNames.map((name) => whole[name]!), y: whole.y!, sigma: job.weighted ? whole.sigma! : null };
 }
@@ -584,10 +733,10 @@ function wantsGuess(raw: Record<string, unknown>): boolean {
 }
 
 /** x and y for a first guess: all rows when few, else evenly spaced runs. */
-async function readSample(source: ColumnSource): Promise<{ x: Float64Array; y: Float64Array } | null> {
+async function readSample(source: ColumnSource, everyRow = false): Promise<{ x: Float64Array; y: Float64Array } | null> {
   if (!source.columns.includes('x') || !source.columns.includes('y')) return null;
   const n = source.nRows;
-  if (n <= kSampleRuns * kSampleRun) {
+  if (n <= kSampleRuns * kSampleRun || everyRow) {
     const x = new Float64Array(n);
     const y = new Float64Array(n);
     await source.read(0, n, { x, y });

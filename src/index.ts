@@ -23,3 +23,8 @@ export { memorySource } from './data/sources/memory.js';
 export { openSource } from './data/sources/lazy.js';
 export type { ColumnSource, OpenSourceOptions } from './data/source.js';
 export { kWorkflows, kGoals, sizeTolerance, type Workflow, type Goal } from './workflow.js';
+export { localGroup } from './distributed/local.js';
+export { DistributedError } from './distributed/session.js';
+export type { Communicator } from './distributed/communicator.js';
+export type { DistributedReport } from './solver/result.js';
+export { mpiAvailable } from './distributed/mpi.js';

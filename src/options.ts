@@ -18,6 +18,7 @@ import {
 import { checkColumn, toFloat64Column, type ColumnInput } from './data/columns.js';
 import { normalizeExportSpec, type ExportSpec, type NormalizedExport } from './data/exportSpec.js';
 import type { ColumnSource } from './data/source.js';
+import { isCommunicator, type Communicator } from './distributed/communicator.js';
 import type { PressureReading } from './memory/index.js';
 import { normalizeMultistart, type MultistartSpec } from './solver/multistart.js';
 import { kDefaultStarts, resolveWorkflow, sizeTolerance, type Goal, type Workflow, type WorkflowPlan } from './workflow.js';
@@ -159,6 +160,15 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Save the solver to a file as the fit goes, and resume from it: `{ path, everyIterations, resume }`. Not with multistart. */
   checkpoint?: CheckpointSpec;
+  /**
+   * One fit across the ranks of an MPI job (launch the same program under
+   * `mpirun -n N` or `srun`): each rank reads only its slice of the data (whole
+   * blocks), reduces it on its own pool, and the ranks combine their subtree
+   * roots in the canonical tree, so every rank holds the same parameters, bit
+   * for bit those of a single process. 'mpi' needs the MPI addon (docs/hpc.md);
+   * a Communicator plugs in another transport (localGroup() for tests).
+   */
+  distributed?: 'mpi' | Communicator | false;
 }
 
 export const kLosses = ['linear', 'soft_l1', 'huber', 'cauchy', 'arctan'] as const;
@@ -189,7 +199,7 @@ const kKnownOptions = [
   'model', 'data', 'p0', 'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor',
   'threads', 'chunkSize', 'strategy', 'workflow', 'goal', 'memoryLimitMb', 'safetyFactor', 'onProgress',
   'transform', 'where', 'export', 'fixed', 'expr', 'maxIterations', 'maxTimeMs', 'timeoutMs', 'nanPolicy',
-  'bounds', 'loss', 'fScale', 'multistart', 'xScale', 'signal', 'checkpoint',
+  'bounds', 'loss', 'fScale', 'multistart', 'xScale', 'signal', 'checkpoint', 'distributed',
 ] as const;
 
 export const kDefaultTolerance = 1e-12;
@@ -246,6 +256,8 @@ export interface NormalizedFit {
   /** Cancels the fit (checked between passes and chunks). */
   signal: AbortSignal | null;
   checkpoint: NormalizedCheckpoint | null;
+  /** One fit across ranks: 'mpi', a Communicator (src/distributed/communicator.ts), or null for one process. */
+  distributed: 'mpi' | Communicator | null;
   /** How the source columns became the fit's (part of a checkpoint's identity). */
   derive: { transform: Record<string, string> | null; where: string | null; nanPolicy: 'raise' | 'omit' };
 }
@@ -537,6 +549,7 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
     signal: abortSignal(options.signal),
     checkpoint,
     derive: { transform: derive?.transform ?? null, where: derive?.where ?? null, nanPolicy: nanPolicy(options.nanPolicy) },
+    distributed: distributedOption(options.distributed, plan),
   };
 }
 
@@ -746,6 +759,20 @@ export function precheckFitOptions(options: Record<string, unknown>): void {
   abortSignal(options.signal);
   timeoutOption(options.timeoutMs);
   normalizeCheckpoint(options.checkpoint);
+  distributedOption(options.distributed, null);
+}
+
+/**
+ * The distributed option: 'mpi' (MPI_COMM_WORLD of the process's launcher:
+ * mpirun, srun), a Communicator (a transport of the caller's, or
+ * localGroup's for tests), or false/absent for one process; workflow
+ * 'hpc_distributed' means 'mpi' unless this says otherwise.
+ */
+export function distributedOption(value: unknown, plan: WorkflowPlan | null): 'mpi' | Communicator | null {
+  if (value === undefined) return plan?.distributed ? 'mpi' : null;
+  if (value === false || value === null) return null;
+  if (value === 'mpi' || isCommunicator(value)) return value;
+  throw invalidType('distributed', "'mpi', a Communicator ({ rank, size, allgather }) or false", value);
 }
 
 /** Longest timeoutMs: what a timer can wait (2^31 - 1 ms, about 24.8 days). */

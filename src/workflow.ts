@@ -34,6 +34,8 @@ export interface WorkflowPlan {
   preferStreaming: boolean;
   /** Run multi-start (kDefaultStarts starts) unless the multistart option says otherwise. */
   multistart: boolean;
+  /** One fit across MPI ranks (distributed: 'mpi') unless the distributed option says otherwise. */
+  distributed: boolean;
   /** What the bundle does, for the decision's reason and the docs. */
   description: string;
 }
@@ -43,6 +45,7 @@ interface WorkflowEntry {
   toleranceStep: number;
   description: string;
   multistart?: boolean;
+  distributed?: boolean;
   /** Set when the workflow needs a capability this version does not have. */
   unavailable?: string;
 }
@@ -70,8 +73,8 @@ const kWorkflowTable: Record<Workflow, WorkflowEntry> = {
   hpc_distributed: {
     strategy: 'hpc',
     toleranceStep: 0,
-    description: 'one fit across MPI ranks',
-    unavailable: 'it needs the MPI backend, which this version of nlfit does not have yet',
+    distributed: true,
+    description: "one fit across MPI ranks (distributed: 'mpi'), each on its pool",
   },
 };
 
@@ -145,6 +148,7 @@ export function resolveWorkflow(workflow: unknown, goal: unknown, strategy: unkn
     toleranceStep: named ? Math.max(-1, Math.min(1, steps)) : null,
     preferStreaming: g === 'memory_efficient',
     multistart: (entry.multistart ?? false) || (g !== null && (kGoalSteps[g].multistart ?? false)),
+    distributed: entry.distributed ?? false,
     description: g === null ? entry.description : `${entry.description}; goal '${g}'`,
   };
 }

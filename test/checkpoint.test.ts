@@ -287,7 +287,7 @@ process.stdout.write('finished\\n');
     expect(r.checkpoint).toEqual({ path, written: writes.length, resumedFrom: null });
     const saved = header(path);
     expect(saved.format).toBe('nlfit-checkpoint');
-    expect(saved.formatVersion).toBe(1);
+    expect(saved.formatVersion).toBe(2);
     expect(saved.nlfitVersion).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
     expect(Number.isNaN(Date.parse(saved.created))).toBe(false);
     expect(saved.data).toMatchObject({ nPoints: n, columns: ['y', 'x'] });
@@ -368,8 +368,8 @@ describe('refusals', () => {
     await expect(attempt(good.subarray(0, good.length - 10))).rejects.toThrow(`${prefix} is truncated (${good.length - 10} bytes, expected ${good.length}), refusing to resume`);
     await expect(attempt(new TextEncoder().encode('{"format": "nlfit-checkpoint"}'))).rejects.toThrow(`${prefix} is not an nlfit checkpoint (no NLFITCKP magic)`);
     const newer = Uint8Array.from(good);
-    newer[8] = 2;
-    await expect(attempt(newer)).rejects.toThrow(`${prefix} has format version 2; this nlfit reads version 1`);
+    newer[8] = 3;
+    await expect(attempt(newer)).rejects.toThrow(`${prefix} has format version 3; this nlfit reads version 2`);
     // A damaged solver state inside an intact container: the native checks catch it.
     const { header: saved, state } = decodeCheckpoint(path, good);
     const badState = state.slice();

@@ -9,6 +9,8 @@ import { Engine, type FitOptions, type FitResult } from '../dist/index.js';
 import { synthetic } from '../dist/data/synthetic.js';
 import { normalizeFitOptions } from '../dist/options.js';
 import { sizeTolerance } from '../dist/workflow.js';
+import { localGroup } from '../dist/distributed/local.js';
+import { mpiAvailable } from '../dist/distributed/mpi.js';
 
 const kN = 200_000;
 const kModel = 'a*exp(-b*x)+c';
@@ -220,11 +222,23 @@ describe('names', () => {
     await expect(run({ strategy: 'chunky' as never })).rejects.toThrow("(did you mean 'chunked'?)");
   });
 
-  it("the workflow this version cannot do ('hpc_distributed': MPI) is rejected with what it needs", async () => {
-    const promise = run({ workflow: 'hpc_distributed' }, small);
-    await expect(promise).rejects.toThrow(RangeError);
-    await expect(promise).rejects.toThrow("Invalid workflow: 'hpc_distributed'");
-    await expect(promise).rejects.toThrow(/not available: it needs the MPI backend/);
+  it("'hpc_distributed' is one fit across MPI ranks (distributed: 'mpi'); the distributed option overrides the transport", async () => {
+    const plain = await run({}, small);
+    // distributed: false keeps it in this process; a Communicator of one rank runs the distributed path.
+    const alone = await run({ workflow: 'hpc_distributed', distributed: false }, small);
+    expect(alone.execution.distributed).toBeUndefined();
+    const [only] = localGroup(1);
+    const ranked = await run({ workflow: 'hpc_distributed', distributed: only }, small);
+    expect(ranked.execution.distributed).toMatchObject({ transport: 'local', rank: 0, ranks: 1 });
+    expect(Buffer.from(ranked.values.buffer).equals(Buffer.from(plain.values.buffer))).toBe(true);
+    expect(Buffer.from(alone.values.buffer).equals(Buffer.from(plain.values.buffer))).toBe(true);
+    // Without the MPI addon, 'mpi' says how to get it (with it, this process would become an MPI singleton: not here).
+    const mpi = mpiAvailable();
+    if (!mpi.available) {
+      const promise = run({ workflow: 'hpc_distributed' }, small);
+      await expect(promise).rejects.toMatchObject({ code: 'ERR_NLFIT_OPTION' });
+      await expect(promise).rejects.toThrow(/MPI/);
+    }
   });
 
   it("'auto_global', 'large_robust' and the goals 'robust', 'global', 'quality' turn multi-start on (8 starts); an explicit multistart wins", async () => {

@@ -9,6 +9,8 @@
  *   r.params   // Float64Array, M x p, row-major
  *   r.counts   // { ftol: 999998, max_fev: 2 }
  */
+import { curveRange, gatherFitMany } from '../distributed/fitMany.js';
+import type { RankSession } from '../distributed/session.js';
 import { fitAborted } from '../errors.js';
 import { FitCancel } from '../exec/cancel.js';
 import type { EnginePool } from '../exec/engine.js';
@@ -54,7 +56,22 @@ function sharedF64(length: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(Math.max(1, length) * 8)).subarray(0, length);
 }
 
-export async function runFitMany(pool: EnginePool, options: FitManyOptions): Promise<FitManyResult> {
+/**
+ * Fits the batch. `session`: a distributed batch's conversation with the
+ * other ranks (src/distributed/session.ts): this rank fits its range of the
+ * curves (src/distributed/fitMany.ts), and a failure here reaches the others.
+ */
+export async function runFitMany(pool: EnginePool, options: FitManyOptions, session: RankSession | null = null): Promise<FitManyResult> {
+  if (!session) return fitBatch(pool, options, null);
+  try {
+    return await fitBatch(pool, options, session);
+  } catch (error) {
+    await session.fail(error);
+    throw error;
+  }
+}
+
+async function fitBatch(pool: EnginePool, options: FitManyOptions, session: RankSession | null): Promise<FitManyResult> {
   const started = performance.now();
   const job = normalizeFitMany(options, pool.threads);
   if (job.signal?.aborted) throw fitAborted(job.signal);
@@ -91,11 +108,20 @@ export async function runFitMany(pool: EnginePool, options: FitManyOptions): Pro
 
   // The signal and timeoutMs reach the shards through a cancel buffer (src/exec/cancel.ts): they stop between curves.
   const cancel = new FitCancel(job.signal, job.timeoutMs === null ? null : { timeoutMs: job.timeoutMs, startedAt: started, what: 'fitMany' });
+  const range: [number, number] = session ? curveRange(session.rank, session.size, m) : [0, m];
+  let result: FitManyResult;
   try {
-    return await fitShards(pool, job, spec, out, cancel, started);
+    result = await fitShards(pool, job, spec, out, cancel, started, range);
   } finally {
     cancel.dispose();
   }
+  if (!session) return result;
+  // The batch's fitting time is until the slowest rank's curves are in.
+  const gatherStarted = performance.now();
+  const gathered = await gatherFitMany(session, result);
+  session.close();
+  const fitMs = result.timing.fitMs + (performance.now() - gatherStarted);
+  return { ...gathered, timing: { totalMs: performance.now() - started, fitMs, fitsPerSecond: fitMs > 0 ? (m / fitMs) * 1000 : Infinity } };
 }
 
 async function fitShards(
@@ -105,15 +131,18 @@ async function fitShards(
   out: BatchOutput,
   cancel: FitCancel,
   started: number,
+  /** The curves to fit (a rank's range; else all): the result's arrays hold all m curves, filled over the range. */
+  [first, end]: [number, number],
 ): Promise<FitManyResult> {
   const addon = loadAddon();
   const { m } = job;
   const p = job.paramNames.length;
   const fitStarted = performance.now();
-  const inline = m <= kInlineMaxCurves && job.shardSize === null;
-  const shard = job.shardSize ?? Math.min(kMaxShard, Math.max(kMinShard, Math.ceil(m / (job.threads * kShardsPerThread))));
+  const curves = end - first;
+  const inline = curves <= kInlineMaxCurves && job.shardSize === null;
+  const shard = job.shardSize ?? Math.min(kMaxShard, Math.max(kMinShard, Math.ceil(curves / (job.threads * kShardsPerThread))));
   const shards: Array<[number, number]> = [];
-  for (let start = 0; start < m; start += shard) shards.push([start, Math.min(m, start + shard)]);
+  for (let start = first; start < end; start += shard) shards.push([start, Math.min(end, start + shard)]);
   let done = 0;
   let curvesDone = 0;
   const report = (part: BatchPart): void => {
@@ -163,7 +192,7 @@ async function fitShards(
   const statusNames: readonly string[] = addon.batchStatusNames;
   const counts: Record<string, number> = {};
   let converged = 0;
-  for (let c = 0; c < m; c++) {
+  for (let c = first; c < end; c++) {
     const name = statusNames[out.status[c]!] ?? `status_${out.status[c]}`;
     counts[name] = (counts[name] ?? 0) + 1;
     if (name === 'ftol' || name === 'xtol' || name === 'ftol_xtol' || name === 'gtol') converged += 1;
@@ -182,6 +211,6 @@ async function fitShards(
     counts,
     converged,
     threads: inline ? 1 : job.threads,
-    timing: { totalMs: performance.now() - started, fitMs, fitsPerSecond: fitMs > 0 ? (m / fitMs) * 1000 : Infinity },
+    timing: { totalMs: performance.now() - started, fitMs, fitsPerSecond: fitMs > 0 ? (curves / fitMs) * 1000 : Infinity },
   };
 }

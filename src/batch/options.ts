@@ -7,7 +7,8 @@
 import { closestName, invalidInput, invalidRange, invalidType } from '../errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from '../model/catalog.js';
 import { compileModel, freeIdentifiers, type CompiledModel } from '../model/compile.js';
-import { kLosses, timeoutOption, type LossName } from '../options.js';
+import { distributedOption, kLosses, timeoutOption, type LossName } from '../options.js';
+import type { Communicator } from '../distributed/communicator.js';
 
 /** A column of numbers. */
 export type NumericArray = Float64Array | Float32Array | ArrayLike<number>;
@@ -57,6 +58,12 @@ export interface FitManyOptions {
   signal?: AbortSignal;
   /** A hard deadline in ms: the shards stop between curves and fitMany rejects with an error named 'TimeoutError'. */
   timeoutMs?: number;
+  /**
+   * Split the curves over the ranks of an MPI job ('mpi') or of a
+   * Communicator: each rank fits its contiguous range, and every rank returns
+   * the whole result in curve order (the same bits as one process).
+   */
+  distributed?: 'mpi' | Communicator | false;
   /** Called as shards complete: `{ type: 'shard', done, total, curvesDone, elapsedMs }`. */
   onProgress?: (event: { type: 'shard'; done: number; total: number; curvesDone: number; elapsedMs: number }) => void;
 }
@@ -64,6 +71,7 @@ export interface FitManyOptions {
 const kKnown = [
   'model', 'x', 'y', 'n', 'offsets', 'sigma', 'p0', 'params', 'bounds', 'loss', 'fScale', 'estimator',
   'absoluteSigma', 'ftol', 'xtol', 'gtol', 'maxFev', 'stepFactor', 'threads', 'shardSize', 'signal', 'timeoutMs', 'onProgress',
+  'distributed',
 ] as const;
 
 export interface NormalizedBatch {
@@ -94,6 +102,8 @@ export interface NormalizedBatch {
   signal: AbortSignal | null;
   timeoutMs: number | null;
   onProgress: FitManyOptions['onProgress'] | null;
+  /** Curves split over ranks (the engine opens the transport). */
+  distributed: 'mpi' | Communicator | null;
 }
 
 function suggest(name: string, known: readonly string[]): string {
@@ -310,6 +320,7 @@ export function normalizeFitMany(input: unknown, engineThreads: number): Normali
     signal: signal as AbortSignal | null,
     timeoutMs: timeoutOption(o.timeoutMs),
     onProgress: (o.onProgress as FitManyOptions['onProgress']) ?? null,
+    distributed: distributedOption(o.distributed, null),
   };
 }
 

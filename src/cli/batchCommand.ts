@@ -18,6 +18,8 @@
 import { statSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import { normalizeFitMany, type FitManyOptions } from '../batch/options.js';
+import { gatherFitMany } from '../distributed/fitMany.js';
+import { RankSession } from '../distributed/session.js';
 import type { FitManyResult } from '../batch/fitMany.js';
 import { Engine } from '../fit.js';
 import { loadAddon } from '../native.js';
@@ -125,6 +127,7 @@ export const kBatchFlags: FlagTable = {
   json: {},
   progress: {},
   quiet: {},
+  mpi: {},
   help: {},
 };
 
@@ -388,7 +391,8 @@ function echoOptions(values: Map<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-export async function commandBatch(argv: readonly string[], io: CommandIo, context: FitContext): Promise<number> {
+export async function commandBatch(argv: readonly string[], commandIo: CommandIo, context: FitContext): Promise<number> {
+  let io = commandIo;
   const started = performance.now();
   const { positionals, values } = parseArgs(argv, kBatchFlags);
   if (values.get('help') === true) {
@@ -406,7 +410,19 @@ export async function commandBatch(argv: readonly string[], io: CommandIo, conte
   const xFiles = get<Record<string, string>>('x');
   const p0 = get<P0Spec>('p0');
   const sigmaPath = get<string>('sigma');
-  const shard = get<Shard>('shard') ?? null;
+  let shard = get<Shard>('shard') ?? null;
+  // --mpi: the ranks split the curves (each its shard), and rank 0 gathers and writes them.
+  let session: RankSession | null = null;
+  if (on('mpi')) {
+    if (shard !== null) throw new UsageError('--mpi splits the curves over the ranks; give --mpi or --shard, not both');
+    const { mpiCommunicator } = await import('../distributed/mpi.js');
+    session = new RankSession(mpiCommunicator());
+    shard = { index: session.rank, count: session.size };
+    if (session.rank > 0) {
+      io = { out: () => {}, err: () => {} };
+      context.silent = true;
+    }
+  }
   const outPrefix = get<string>('out');
   const json = on('json');
   const quiet = on('quiet');
@@ -418,90 +434,105 @@ export async function commandBatch(argv: readonly string[], io: CommandIo, conte
   const threadsSource = values.has('threads') ? '--threads' : `${cpus.source}: ${cpus.detail}`;
   const progress = new BatchProgress(
     process.stderr,
-    progressMode(process.stderr.isTTY === true, quiet, on('progress')),
+    progressMode(process.stderr.isTTY === true, quiet || context.silent === true, on('progress')),
     shard === null ? 'batch: ' : `batch shard ${shard.index}/${shard.count}: `,
   );
 
-  // Read this range of the curves (and of every per-curve input).
-  const inputs = await openInputs(yPath, xFiles, sigmaPath, p0);
-  const [totalCurves, n] = inputs.y.shape as [number, number];
-  const [start, end] = shardRange(totalCurves, shard);
-  let options: FitManyOptions;
-  try {
-    // An empty shard still checks the options, on the first curve.
-    const data = await readInputs(inputs, start === end ? 0 : start, start === end ? 1 : end, p0);
-    options = { model, ...data, threads };
-  } finally {
-    await closeAll(inputs.all);
-  }
-  const params = get<string[]>('params');
-  if (params !== undefined) options.params = params;
-  const bounds = get<BoundsSpec>('bounds');
-  if (bounds !== undefined) options.bounds = bounds;
-  const estimator = get<'lsq' | 'poisson'>('estimator');
-  if (estimator !== undefined) options.estimator = estimator;
-  const loss = get<(typeof kLosses)[number]>('loss');
-  if (loss !== undefined) options.loss = loss;
-  const fScale = get<number>('f-scale');
-  if (fScale !== undefined) options.fScale = fScale;
-  if (on('absolute-sigma')) options.absoluteSigma = true;
-  for (const [flag, key] of [['ftol', 'ftol'], ['xtol', 'xtol'], ['gtol', 'gtol'], ['max-fev', 'maxFev']] as const) {
-    const value = get<number>(flag);
-    if (value !== undefined) options[key] = value;
-  }
-  const readMs = performance.now() - started;
-  progress.note(
-    `nlfit: ${yPath}: curves ${start}..${end - 1} of ${totalCurves} (${end - start}), ${n} points each` +
-      `${shard === null ? '' : ` (shard ${shard.index}/${shard.count})`}; ${threads} thread${threads === 1 ? '' : 's'} (${threadsSource})`,
-  );
-
-  let outcome: Outcome;
-  if (start === end) {
-    outcome = emptyOutcome(normalizeFitMany(options, threads).paramNames);
-  } else {
-    const engine = new Engine({ threads });
-    let interruption: Interruption | null = null;
+  const batchRange = async (): Promise<number> => {
+    // Read this range of the curves (and of every per-curve input).
+    const inputs = await openInputs(yPath, xFiles, sigmaPath, p0);
+    const [totalCurves, n] = inputs.y.shape as [number, number];
+    const [start, end] = shardRange(totalCurves, shard);
+    let options: FitManyOptions;
     try {
-      interruption = interruptOnSignals((signal) => {
-        progress.clear();
-        if (!quiet) io.err(`nlfit: ${signal}: stopping after the curves being fitted (again to exit at once)`);
-      });
-      options.signal = interruption.controller.signal;
-      options.onProgress = progress.onEvent;
-      try {
-        outcome = await engine.fitMany(options);
-      } finally {
-        progress.finish();
-      }
-    } catch (error) {
-      const signal = interruption?.received() ?? null;
-      if (signal === null) throw error;
-      if (!quiet) io.err(`nlfit: interrupted by ${signal}; nothing was written`);
-      return kSignalExitCodes[signal];
+      // An empty shard still checks the options, on the first curve.
+      const data = await readInputs(inputs, start === end ? 0 : start, start === end ? 1 : end, p0);
+      options = { model, ...data, threads };
     } finally {
-      interruption?.dispose();
-      await engine.close();
+      await closeAll(inputs.all);
     }
-  }
+    const params = get<string[]>('params');
+    if (params !== undefined) options.params = params;
+    const bounds = get<BoundsSpec>('bounds');
+    if (bounds !== undefined) options.bounds = bounds;
+    const estimator = get<'lsq' | 'poisson'>('estimator');
+    if (estimator !== undefined) options.estimator = estimator;
+    const loss = get<(typeof kLosses)[number]>('loss');
+    if (loss !== undefined) options.loss = loss;
+    const fScale = get<number>('f-scale');
+    if (fScale !== undefined) options.fScale = fScale;
+    if (on('absolute-sigma')) options.absoluteSigma = true;
+    for (const [flag, key] of [['ftol', 'ftol'], ['xtol', 'xtol'], ['gtol', 'gtol'], ['max-fev', 'maxFev']] as const) {
+      const value = get<number>(flag);
+      if (value !== undefined) options[key] = value;
+    }
+    const readMs = performance.now() - started;
+    progress.note(
+      `nlfit: ${yPath}: curves ${start}..${end - 1} of ${totalCurves} (${end - start}), ${n} points each` +
+        `${shard === null ? '' : ` (shard ${shard.index}/${shard.count})`}; ${threads} thread${threads === 1 ? '' : 's'} (${threadsSource})`,
+    );
 
-  const r = outcome;
-  const summary: Record<string, unknown> = {
-    command: 'batch',
-    y: resolve(yPath),
-    model,
-    paramNames: r.paramNames,
-    points: n,
-    curves: { total: totalCurves, start, end, fitted: r.m },
-    shard: shard === null ? null : { index: shard.index, count: shard.count },
-    statusNames: r.statusNames,
-    counts: r.counts,
-    converged: r.converged,
-    convergedFraction: r.m === 0 ? null : r.converged / r.m,
-    threads: r.threads,
-    threadsSource,
-    timing: { readMs, fitMs: r.timing.fitMs, fitsPerSecond: r.timing.fitsPerSecond, totalMs: 0 },
-    options: echoOptions(values),
-    exitCode: kExitConverged,
+    let outcome: Outcome;
+    if (start === end) {
+      outcome = emptyOutcome(normalizeFitMany(options, threads).paramNames);
+    } else {
+      const engine = new Engine({ threads });
+      let interruption: Interruption | null = null;
+      try {
+        interruption = interruptOnSignals((signal) => {
+          progress.clear();
+          if (!quiet) io.err(`nlfit: ${signal}: stopping after the curves being fitted (again to exit at once)`);
+        });
+        options.signal = interruption.controller.signal;
+        options.onProgress = progress.onEvent;
+        try {
+          outcome = await engine.fitMany(options);
+        } finally {
+          progress.finish();
+        }
+      } catch (error) {
+        const signal = interruption?.received() ?? null;
+        if (signal === null) throw error;
+        await session?.fail(error);
+        if (!quiet) io.err(`nlfit: interrupted by ${signal}; nothing was written`);
+        return kSignalExitCodes[signal];
+      } finally {
+        interruption?.dispose();
+        await engine.close();
+      }
+    }
+
+    let r = outcome;
+    let [first, last] = [start, end];
+    if (session) {
+      // Every rank's curves, in order; then rank 0 alone writes.
+      const gatherStarted = performance.now();
+      r = await gatherFitMany(session, spread(outcome, totalCurves, start));
+      session.close();
+      // Fitting ends when the slowest rank's curves are in.
+      const fitMs = outcome.timing.fitMs + (performance.now() - gatherStarted);
+      r = { ...r, timing: { ...r.timing, fitMs, fitsPerSecond: fitMs > 0 ? (totalCurves / fitMs) * 1000 : Infinity } };
+      [first, last] = [0, totalCurves];
+      if (session.rank > 0) return kExitConverged;
+    }
+    const summary: Record<string, unknown> = {
+      command: 'batch',
+      y: resolve(yPath),
+      model,
+      paramNames: r.paramNames,
+      points: n,
+      curves: { total: totalCurves, start: first, end: last, fitted: r.m },
+      shard: shard === null || session ? null : { index: shard.index, count: shard.count },
+      ...(session ? { mpi: { ranks: session.size } } : {}),
+      statusNames: r.statusNames,
+      counts: r.counts,
+      converged: r.converged,
+      convergedFraction: r.m === 0 ? null : r.converged / r.m,
+      threads: r.threads,
+      threadsSource,
+      timing: { readMs, fitMs: r.timing.fitMs, fitsPerSecond: r.timing.fitsPerSecond, totalMs: 0 },
+      options: echoOptions(values),
+      exitCode: kExitConverged,
   };
 
   let written: string[] = [];
@@ -535,7 +566,9 @@ export async function commandBatch(argv: readonly string[], io: CommandIo, conte
     return kExitConverged;
   }
 
-  const range = shard === null && start === 0 && end === totalCurves ? `all ${totalCurves} curves of ${yPath}` : `curves ${start}..${end - 1} of ${totalCurves} in ${yPath}${shard === null ? '' : `, shard ${shard.index}/${shard.count}`}`;
+  const range = session
+    ? `all ${totalCurves} curves of ${yPath}, over ${session.size} MPI ranks`
+    : shard === null && start === 0 && end === totalCurves ? `all ${totalCurves} curves of ${yPath}` : `curves ${start}..${end - 1} of ${totalCurves} in ${yPath}${shard === null ? '' : `, shard ${shard.index}/${shard.count}`}`;
   const statuses = Object.entries(r.counts).sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${count}`);
   const lines = [
     `${r.m} curve${r.m === 1 ? '' : 's'} fitted (${range}): ${r.p} parameter${r.p === 1 ? '' : 's'} (${r.paramNames.join(', ')}), ${n} points each`,
@@ -547,4 +580,33 @@ export async function commandBatch(argv: readonly string[], io: CommandIo, conte
   else if (r.m > 0) lines.push('  (--out prefix writes every curve\'s parameters, errors and status as .npy files; --json prints them for up to 1000 curves)');
   io.out(lines.join('\n'));
   return kExitConverged;
+  };
+  try {
+    return await batchRange();
+  } catch (error) {
+    // A rank's failure reaches the others at their next exchange, so none waits for it.
+    await session?.fail(error);
+    throw error;
+  }
+}
+
+/** A range's result placed in arrays for all `total` curves (from curve `start`), for gatherFitMany. */
+function spread(r: Outcome, total: number, start: number): Outcome {
+  const p = r.p;
+  const place = <T extends Float64Array | Uint8Array>(values: T, width: number, make: (n: number) => T): T => {
+    const out = make(total * width);
+    out.set(values.subarray(0, r.m * width), start * width);
+    return out;
+  };
+  const f64 = (n: number): Float64Array => new Float64Array(n);
+  return {
+    ...r,
+    m: total,
+    params: place(r.params, p, f64),
+    stderr: place(r.stderr, p, f64),
+    chi2: place(r.chi2, 1, f64),
+    iterations: place(r.iterations, 1, f64),
+    nfev: place(r.nfev, 1, f64),
+    status: place(r.status, 1, (n) => new Uint8Array(n)),
+  };
 }

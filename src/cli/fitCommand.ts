@@ -164,9 +164,23 @@ async function plotResult(r: FitResult, source: ColumnSource, plan: DataPlan, co
 /** Filled by commandFit as it learns them: the data files, so an error naming one exits 3. */
 export interface FitContext {
   dataPaths: string[];
+  /** A rank of an MPI job other than 0: it prints nothing, errors included (rank 0 reports them, naming the rank). */
+  silent?: boolean;
 }
 
-export async function commandFit(argv: readonly string[], io: CommandIo, context: FitContext): Promise<number> {
+/** The rank the launcher gave this process (mpirun, srun, Hydra), from its environment; null outside one. */
+export function launcherRank(env: NodeJS.ProcessEnv = process.env): number | null {
+  for (const name of ['OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'PMI_RANK', 'MV2_COMM_WORLD_RANK', 'SLURM_PROCID']) {
+    const value = env[name];
+    if (value !== undefined && /^\d+$/.test(value)) return Number(value);
+  }
+  return null;
+}
+
+const kSilentIo: CommandIo = { out: () => {}, err: () => {} };
+
+export async function commandFit(argv: readonly string[], commandIo: CommandIo, context: FitContext): Promise<number> {
+  let io = commandIo;
   const args = parseArgs(argv, kFitFlags);
   if (args.values.get('help') === true) {
     io.out(kFitHelp);
@@ -174,6 +188,10 @@ export async function commandFit(argv: readonly string[], io: CommandIo, context
   }
   const configPath = args.values.get('config') as string | undefined;
   const config = mergeConfig(args, configPath === undefined ? null : await readJobFile(configPath, kFitFlags));
+  if (config.mpi && (launcherRank() ?? 0) > 0) {
+    io = kSilentIo;
+    context.silent = true;
+  }
   const plan = planData(config.data, config.columns);
   context.dataPaths = plan.paths;
   if (config.model === undefined) throw new UsageError(`fit needs --model (an expression such as "a*exp(-b*x)+c", or a catalog model: see 'nlfit models')`);
@@ -202,7 +220,7 @@ export async function commandFit(argv: readonly string[], io: CommandIo, context
     }
     const options = fitOptions(config, source, plan, resources);
     const progress = new ProgressLine(process.stderr, {
-      mode: progressMode(process.stderr.isTTY === true, config.quiet, config.progress),
+      mode: progressMode(process.stderr.isTTY === true, config.quiet || context.silent === true, config.progress),
       nPoints: source.nRows,
     });
     progress.note(
@@ -218,11 +236,17 @@ export async function commandFit(argv: readonly string[], io: CommandIo, context
     if (checkpointFile !== null) {
       options.checkpoint = { path: checkpointFile, resume: config.resume, ...(config.checkpointEvery === undefined ? {} : { everyIterations: config.checkpointEvery }) };
     }
+    if (config.mpi) options.distributed = 'mpi';
     let r: FitResult;
     try {
       r = await engine.fit(options);
     } finally {
       progress.finish();
+    }
+    // Under MPI every rank holds the result; rank 0 alone writes it out (the fit has told the real rank).
+    if ((r.execution.distributed?.rank ?? 0) > 0) {
+      context.silent = true;
+      return r.success ? kExitConverged : kExitNotConverged;
     }
     // A signal during the last pass that the fit finished anyway: the result stands.
     if (config.plot !== undefined) await plotResult(r, source, plan, columns, variables![0]!, config);

@@ -85,6 +85,7 @@ export const kFitFlags: FlagTable = {
   plot: outputPath(/\.svg$/i, 'an .svg file'),
   progress: switchFlag,
   quiet: switchFlag,
+  mpi: switchFlag,
   help: switchFlag,
 };
 
@@ -120,6 +121,8 @@ export interface FitConfig {
   plot?: string;
   progress: boolean;
   quiet: boolean;
+  /** One fit across the ranks of an MPI job (every rank runs the same command). */
+  mpi: boolean;
   /** Every value given, by flag name, for the echo. */
   given: Map<string, unknown>;
 }
@@ -140,6 +143,7 @@ export function mergeConfig(args: ParsedArgs, job: JobFile | null): FitConfig {
     report: on('report'),
     progress: on('progress'),
     quiet: on('quiet'),
+    mpi: on('mpi'),
     given,
   };
   const optional: Array<[keyof FitConfig, string]> = [

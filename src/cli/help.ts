@@ -75,6 +75,10 @@ Resources:
   --threads <n>             worker threads (default: the CPUs this process may use)
   --memory-limit <size>     memory the fit may use: 512MB, 2GB, 1.5G (a plain number
                             is MB; default: the container's limit or Slurm's --mem)
+  --mpi                     one fit across the ranks of an MPI job: run the same
+                            command under mpirun -n N or srun; each rank reads its
+                            slice of the files and uses its own threads; rank 0
+                            prints (the same bits as one process; docs/hpc.md)
 
 Checkpoints:
   --checkpoint <path>       save the solver's state to this file (every
@@ -114,6 +118,7 @@ Examples:
   nlfit fit t=t.bin y=v.bin:float32 --model "a*sin(w*t+p)" --p0 a=1,w=6,p=0 --bounds a=0:inf
   nlfit fit big.csv.gz --model logistic --memory-limit 2GB --residuals res.csv.gz --plot fit.svg
   nlfit fit --config job.yaml --threads 8 --checkpoint $SCRATCH/ckpt --resume
+  mpirun -n 4 nlfit fit x=x.npy y=y.npy --model exponential --mpi --json > fit.json
 
   # job.yaml
   data: runs/042.csv
@@ -164,6 +169,9 @@ Job arrays:
                             floor((i+1)*M/n) - 1, reading only those rows; the outputs
                             cover that range and say which it is
                             (--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)
+  --mpi                     under mpirun or srun: rank i of n fits the curves of
+                            --shard i/n, and rank 0 gathers every curve's result,
+                            in order, and writes them as one run (not with --shard)
 
 Output (results on stdout or in files; progress and notices on stderr):
   (default)                 a summary: curves, fits per second, curves per status,

@@ -100,7 +100,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Some library messages already start with 'nlfit: '.
     const message = (error instanceof Error ? error.message : String(error)).replace(/^nlfit: /, '');
     const help = code === kExitUsage && command !== undefined && kCommandHelp[command] ? `\nRun 'nlfit ${command} --help' for the options.` : code === kExitUsage ? "\nRun 'nlfit --help' for the commands." : '';
-    io.err(`nlfit: ${message}${help}`);
+    if (!context.silent) io.err(`nlfit: ${message}${help}`);
     return code;
   }
 }

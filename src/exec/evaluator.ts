@@ -7,6 +7,7 @@
  * of the whole data set's rows, identical to the last bit whichever evaluator
  * computed it (the blocks and the reduction tree are fixed: tsqr.hpp).
  */
+import { loadAddon } from '../native.js';
 import type { JsModelPlan } from './jsModel.js';
 
 export interface PassStats {
@@ -53,6 +54,48 @@ export interface Evaluator {
   onBlocks?: ((done: number, total: number) => void) | undefined;
 }
 
+/**
+ * A pass over a range of the blocks, not yet finished: the packed subtree
+ * roots of the range (the maximal aligned subtrees that lie inside it), and
+ * the range's per-block costs and moments, in arrays indexed by global block
+ * (entries outside the range are unused). The pooled and streaming
+ * evaluators produce it; a distributed fit combines the ranks' parts in the
+ * canonical tree (src/distributed/evaluator.ts).
+ */
+export interface PartialPass {
+  parts: Float64Array[];
+  /** Per-block robust costs (global index), or null for least squares. */
+  costs: Float64Array | null;
+  /** On the first pass: per-block moments, 3 per block (global index); else null. */
+  moments: Float64Array | null;
+}
+
+/** Blocks [blockStart, blockEnd) of the data; the columns in memory start at global row rowOffset. */
+export interface BlockRange {
+  blockStart: number;
+  blockEnd: number;
+}
+
+/** An evaluator that can stop short of finishing the tree: it holds a range of the blocks. */
+export interface RangeEvaluator {
+  readonly kind: 'pooled' | 'streaming';
+  readonly stats: PassStats;
+  readonly range: BlockRange;
+  evaluatePart(params: Float64Array): Promise<PartialPass>;
+  onBlocks?: ((done: number, total: number) => void) | undefined;
+}
+
+/** Finishes the tree, the costs and the audit of a pass that covers every block. */
+export function finishPass(part: PartialPass, nBlocks: number, q: number): PassResult & { audit: DataAudit | null } {
+  const addon = loadAddon();
+  const factor = addon.finishTree(part.parts, nBlocks, q);
+  return {
+    factor,
+    cost: part.costs ? sumCosts(part.costs, nBlocks) : null,
+    audit: part.moments ? addon.mergeMoments(part.moments, nBlocks) : null,
+  };
+}
+
 /** Sums per-block costs in block order (the same bits however the blocks were split). */
 export function sumCosts(costs: Float64Array, nBlocks: number): number {
   let total = 0;
@@ -65,7 +108,10 @@ export interface PassColumns {
   vars: Float64Array[];
   y: Float64Array;
   sigma: Float64Array | null;
+  /** Points in the whole data set (the last block may be partial). */
   nPoints: number;
+  /** Global row of the columns' element 0 (a multiple of the block size): a rank's slice; default 0. */
+  rowOffset?: number;
 }
 
 /** The compiled model as the kernel takes it. */

@@ -10,9 +10,8 @@
  * replacement (src/exec/poolTask.ts).
  */
 import type { Piscina } from 'piscina';
-import { loadAddon } from '../native.js';
 import { sharedFloat64 } from '../data/columns.js';
-import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
+import { finishPass, type BlockRange, type DataAudit, type Evaluator, type LossSpec, type PartialPass, type PassColumns, type PassModel, type PassResult, type PassStats, type RangeEvaluator } from './evaluator.js';
 import { FitCancel } from './cancel.js';
 import { blockCount } from './layout.js';
 import { runPoolTask } from './poolTask.js';
@@ -38,11 +37,16 @@ export interface PooledOptions {
   cancel?: FitCancel | null;
   /** Without `cancel`: an AbortSignal, for which each pass makes its own cancel buffer. */
   signal?: AbortSignal | null;
+  /**
+   * The blocks this evaluator holds (default: all): a distributed fit's rank
+   * holds a range, and its columns hold that range's rows (columns.rowOffset).
+   */
+  range?: BlockRange | null;
 }
 
 let fitCounter = 0;
 
-export class PooledEvaluator implements Evaluator {
+export class PooledEvaluator implements Evaluator, RangeEvaluator {
   readonly kind = 'pooled' as const;
   readonly stats: PassStats = { passes: 0, evaluateMs: 0, kernelMs: 0 };
   private readonly key = `${process.pid}:${++fitCounter}:${Date.now()}`;
@@ -51,6 +55,9 @@ export class PooledEvaluator implements Evaluator {
   private inFlight: number;
   audit: DataAudit | null = null;
   onBlocks: ((done: number, total: number) => void) | undefined = undefined;
+  readonly range: BlockRange;
+  /** Set once a pass has audited the data (the first pass computes the per-block moments). */
+  private audited = false;
 
   constructor(
     private readonly pool: Piscina,
@@ -59,6 +66,7 @@ export class PooledEvaluator implements Evaluator {
     private readonly options: PooledOptions,
   ) {
     this.inFlight = options.threads;
+    this.range = options.range ?? { blockStart: 0, blockEnd: blockCount(columns.nPoints) };
     this.split(options.chunkBlocks);
   }
 
@@ -71,14 +79,22 @@ export class PooledEvaluator implements Evaluator {
     if (!Number.isInteger(chunkBlocks) || chunkBlocks < 1) throw new RangeError(`nlfit: ${chunkBlocks} blocks per task`);
     if (chunkBlocks === this.chunkBlocks) return;
     this.chunkBlocks = chunkBlocks;
-    const nBlocks = blockCount(this.columns.nPoints);
+    const { blockStart, blockEnd } = this.range;
     this.ranges = [];
-    for (let start = 0; start < nBlocks; start += chunkBlocks) {
-      this.ranges.push([start, Math.min(nBlocks, start + chunkBlocks)]);
+    for (let start = blockStart; start < blockEnd; start += chunkBlocks) {
+      this.ranges.push([start, Math.min(blockEnd, start + chunkBlocks)]);
     }
   }
 
   async evaluate(params: Float64Array): Promise<PassResult> {
+    const nBlocks = blockCount(this.columns.nPoints);
+    if (this.range.blockStart !== 0 || this.range.blockEnd !== nBlocks) throw new Error('nlfit: an evaluator of a block range has no whole pass (use evaluatePart)');
+    const { audit, ...pass } = finishPass(await this.evaluatePart(params), nBlocks, params.length + 1);
+    if (audit) this.audit = audit;
+    return pass;
+  }
+
+  async evaluatePart(params: Float64Array): Promise<PartialPass> {
     const ownCancel = !this.options.cancel && this.options.signal ? new FitCancel(this.options.signal) : null;
     try {
       return await this.pass(params, this.options.cancel ?? ownCancel);
@@ -87,7 +103,7 @@ export class PooledEvaluator implements Evaluator {
     }
   }
 
-  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PassResult> {
+  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PartialPass> {
     const started = performance.now();
     if (this.options.reshape) {
       const shape = this.options.reshape({ chunkBlocks: this.chunkBlocks, inFlight: this.inFlight });
@@ -95,8 +111,9 @@ export class PooledEvaluator implements Evaluator {
       this.split(shape.chunkBlocks);
     }
     const nBlocks = blockCount(this.columns.nPoints);
+    const rangeBlocks = this.range.blockEnd - this.range.blockStart;
     // The first pass audits the data as it reads it (blocks not reached stay NaN: invalid).
-    const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
+    const moments = this.audited ? null : sharedFloat64(3 * nBlocks).fill(NaN);
     const loss = this.options.loss ?? null;
     const costs = loss ? sharedFloat64(nBlocks) : null;
     let doneBlocks = 0;
@@ -120,6 +137,7 @@ export class PooledEvaluator implements Evaluator {
           blockStart,
           blockEnd,
           moments,
+          rowOffset: this.columns.rowOffset ?? 0,
           loss,
           costs,
           cancel: cancel?.words ?? null,
@@ -143,17 +161,16 @@ export class PooledEvaluator implements Evaluator {
         this.stats.kernelMs += part.kernelMs;
         if (this.onBlocks) {
           doneBlocks += blockEnd - blockStart;
-          this.onBlocks(doneBlocks, nBlocks);
+          this.onBlocks(doneBlocks, rangeBlocks);
         }
       }
     };
     const runners = Math.min(this.inFlight, this.ranges.length);
     await Promise.all(Array.from({ length: runners }, runner));
     if (stopped || next < this.ranges.length) throw cancel!.error();
-    const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
-    if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
+    this.audited = true;
     this.stats.passes += 1;
     this.stats.evaluateMs += performance.now() - started;
-    return { factor, cost: costs ? sumCosts(costs, nBlocks) : null };
+    return { parts, costs, moments };
   }
 }

@@ -19,9 +19,8 @@
 import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
 import type { ColumnSource } from '../data/source.js';
-import { loadAddon } from '../native.js';
 import { FitCancel } from './cancel.js';
-import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassModel, type PassResult, type PassStats } from './evaluator.js';
+import { finishPass, type BlockRange, type DataAudit, type Evaluator, type LossSpec, type PartialPass, type PassModel, type PassResult, type PassStats, type RangeEvaluator } from './evaluator.js';
 import { blockCount, kBlockSize } from './layout.js';
 import { runPoolTask } from './poolTask.js';
 import type { PassPart, PassTask } from './worker.js';
@@ -50,6 +49,8 @@ export interface StreamingOptions extends StreamShape {
   cancel?: FitCancel | null;
   /** Without `cancel`: an AbortSignal, for which each pass makes its own cancel buffer. */
   signal?: AbortSignal | null;
+  /** The blocks this evaluator reads (default: all): a distributed fit's rank reads only its range. */
+  range?: BlockRange | null;
 }
 
 /** Which source columns a pass reads. */
@@ -73,7 +74,7 @@ interface Slot {
 
 let streamCounter = 0;
 
-export class StreamingEvaluator implements Evaluator {
+export class StreamingEvaluator implements Evaluator, RangeEvaluator {
   readonly kind = 'streaming' as const;
   readonly stats: StreamStats = { passes: 0, evaluateMs: 0, kernelMs: 0, readMs: 0, peakBufferBytes: 0 };
   audit: DataAudit | null = null;
@@ -85,6 +86,9 @@ export class StreamingEvaluator implements Evaluator {
   private slotsAlive = 0;
   private bufferBytes = 0;
   private waiters: Array<() => void> = [];
+  readonly range: BlockRange;
+  /** Set once a pass has audited the data (the first pass computes the per-block moments). */
+  private audited = false;
 
   constructor(
     private readonly pool: Piscina,
@@ -96,14 +100,27 @@ export class StreamingEvaluator implements Evaluator {
   ) {
     this.names = [...columns.vars, columns.y, ...(columns.sigma ? [columns.sigma] : [])];
     this.shape = checkShape({ chunkBlocks: options.chunkBlocks, chunksInFlight: options.chunksInFlight });
+    this.range = options.range ?? { blockStart: 0, blockEnd: blockCount(nPoints) };
   }
 
   /** The current chunking (after any reshaping; a chunk is never larger than the data). */
   get currentShape(): StreamShape {
-    return { ...this.shape, chunkBlocks: Math.min(this.shape.chunkBlocks, blockCount(this.nPoints)) };
+    return { ...this.shape, chunkBlocks: Math.min(this.shape.chunkBlocks, this.rangeBlocks) };
+  }
+
+  private get rangeBlocks(): number {
+    return this.range.blockEnd - this.range.blockStart;
   }
 
   async evaluate(params: Float64Array): Promise<PassResult> {
+    const nBlocks = blockCount(this.nPoints);
+    if (this.range.blockStart !== 0 || this.range.blockEnd !== nBlocks) throw new Error('nlfit: an evaluator of a block range has no whole pass (use evaluatePart)');
+    const { audit, ...pass } = finishPass(await this.evaluatePart(params), nBlocks, params.length + 1);
+    if (audit) this.audit = audit;
+    return pass;
+  }
+
+  async evaluatePart(params: Float64Array): Promise<PartialPass> {
     const ownCancel = !this.options.cancel && this.options.signal ? new FitCancel(this.options.signal) : null;
     try {
       return await this.pass(params, this.options.cancel ?? ownCancel);
@@ -112,10 +129,11 @@ export class StreamingEvaluator implements Evaluator {
     }
   }
 
-  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PassResult> {
+  private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PartialPass> {
     const started = performance.now();
     const nBlocks = blockCount(this.nPoints);
-    const moments = this.audit === null ? sharedFloat64(3 * nBlocks).fill(NaN) : null;
+    const { blockStart, blockEnd: rangeEnd } = this.range;
+    const moments = this.audited ? null : sharedFloat64(3 * nBlocks).fill(NaN);
     const loss = this.options.loss ?? null;
     const costs = loss ? sharedFloat64(nBlocks) : null;
     let doneBlocks = 0;
@@ -123,11 +141,11 @@ export class StreamingEvaluator implements Evaluator {
     const running: Array<Promise<void>> = [];
     let failure: { error: unknown } | null = null;
     let stopped = false;
-    let block = 0;
+    let block = blockStart;
     const halted = (): boolean => failure !== null || stopped || (cancel?.requested ?? false);
-    while (block < nBlocks && !halted()) {
+    while (block < rangeEnd && !halted()) {
       if (this.options.reshape) this.shape = checkShape(this.options.reshape({ ...this.shape }));
-      const blockEnd = Math.min(nBlocks, block + this.shape.chunkBlocks);
+      const blockEnd = Math.min(rangeEnd, block + this.shape.chunkBlocks);
       const rowStart = block * kBlockSize;
       const rows = Math.min(this.nPoints, blockEnd * kBlockSize) - rowStart;
       const slot = await this.acquire(rows);
@@ -183,7 +201,7 @@ export class StreamingEvaluator implements Evaluator {
             this.release(slot);
             if (this.onBlocks) {
               doneBlocks += blockEnd - task.blockStart;
-              this.onBlocks(doneBlocks, nBlocks);
+              this.onBlocks(doneBlocks, this.rangeBlocks);
             }
           },
           (error: unknown) => {
@@ -196,12 +214,11 @@ export class StreamingEvaluator implements Evaluator {
     }
     await Promise.all(running);
     if (failure !== null) throw (failure as { error: unknown }).error;
-    if (stopped || block < nBlocks) throw cancel!.error();
-    const factor = loadAddon().finishTree(parts, nBlocks, params.length + 1);
-    if (moments) this.audit = loadAddon().mergeMoments(moments, nBlocks);
+    if (stopped || block < rangeEnd) throw cancel!.error();
+    this.audited = true;
     this.stats.passes += 1;
     this.stats.evaluateMs += performance.now() - started;
-    return { factor, cost: costs ? sumCosts(costs, nBlocks) : null };
+    return { parts, costs, moments };
   }
 
   /** Drops the chunk buffers (the source stays open: the caller owns it). */
@@ -221,7 +238,7 @@ export class StreamingEvaluator implements Evaluator {
       if (this.free.length > 0) this.drop(this.free.pop()!);
       if (this.slotsAlive < this.shape.chunksInFlight) {
         // Never larger than the data: a chunkSize beyond it must not allocate for points that do not exist.
-        const capacityRows = Math.min(this.shape.chunkBlocks, blockCount(this.nPoints)) * kBlockSize;
+        const capacityRows = Math.min(this.shape.chunkBlocks, this.rangeBlocks) * kBlockSize;
         const arrays: Record<string, Float64Array> = {};
         for (const name of this.names) arrays[name] = sharedFloat64(capacityRows);
         this.slotsAlive += 1;

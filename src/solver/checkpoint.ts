@@ -23,7 +23,9 @@
  *
  * Identity rules. The data hash covers the float64 values the fit reads (y,
  * sigma, the model's variables, after transform, where and nanPolicy), column
- * by column, whole: so the same numbers give the same identity whatever the
+ * by column, block by block (each block of 512 rows digested, then the
+ * digests hashed in order, so the ranks of a distributed fit, each holding a
+ * range of blocks, compute it together): so the same numbers give the same identity whatever the
  * file format, strategy, threads or chunking, and any changed value changes
  * it. It is computed once per fit, only when first needed (before resuming,
  * or at the first write), so a fit that converges before its first
@@ -54,9 +56,11 @@ import { checkpointRefused } from '../errors.js';
 import type { ColumnSource } from '../data/source.js';
 import { loadAddon, type NativeSolver } from '../native.js';
 import type { MemoryColumns, NormalizedCheckpoint, NormalizedFit, ProgressEvent } from '../options.js';
+import { blockCount, kBlockSize } from '../exec/layout.js';
 
 const kMagic = 'NLFITCKP';
-export const kFormatVersion = 1;
+/** 2: the data hash is taken block by block (so that MPI ranks can compute it together). */
+export const kFormatVersion = 2;
 const kPrefixBytes = 24;
 /** Rows read at a time when hashing data that stays in its source. */
 const kHashRows = 1 << 18;
@@ -178,22 +182,70 @@ function columnNames(job: NormalizedFit): string[] {
  * reading the source through once (kHashRows rows at a time).
  */
 export async function dataIdentity(job: NormalizedFit, memory: MemoryColumns | null, source: ColumnSource | null): Promise<DataIdentity> {
+  const digests = await rangeDigests(job, memory, 0, source, 0, blockCount(job.nPoints));
+  return identityFromDigests(job, digests);
+}
+
+/**
+ * Per-block digests of the fit's columns over blocks [blockStart, blockEnd):
+ * one Int32Array per column (hashing order), 4 words (ValueHash.final) per
+ * block. `memory` holds rows from global row `rowOffset` (a rank's slice), or
+ * is null to read the rows from `source`.
+ */
+export async function rangeDigests(
+  job: NormalizedFit,
+  memory: MemoryColumns | null,
+  rowOffset: number,
+  source: ColumnSource | null,
+  blockStart: number,
+  blockEnd: number,
+): Promise<Int32Array[]> {
   const names = columnNames(job);
-  const hashes = names.map(() => new ValueHash());
+  const digests = names.map(() => new Int32Array(4 * (blockEnd - blockStart)));
+  const digestRows = (arrays: Float64Array[], firstRow: number, count: number): void => {
+    // firstRow is a block boundary; every block but the data's last is whole.
+    for (let at = 0; at < count; at += kBlockSize) {
+      const block = (firstRow + at) / kBlockSize - blockStart;
+      const end = Math.min(count, at + kBlockSize);
+      arrays.forEach((values, k) => {
+        const hash = new ValueHash();
+        hash.update(values.subarray(at, end));
+        digests[k]!.set(hash.final(), 4 * block);
+      });
+    }
+  };
+  const rowStart = blockStart * kBlockSize;
+  const rowEnd = Math.min(job.nPoints, blockEnd * kBlockSize);
+  if (rowEnd <= rowStart) return digests;
   if (memory) {
     const arrays = [memory.y, ...(memory.sigma ? [memory.sigma] : []), ...memory.vars];
-    arrays.forEach((values, k) => hashes[k]!.update(values.subarray(0, job.nPoints)));
+    digestRows(arrays.map((values) => values.subarray(rowStart - rowOffset, rowEnd - rowOffset)), rowStart, rowEnd - rowStart);
   } else {
     const buffers: Record<string, Float64Array> = {};
-    for (const name of names) buffers[name] = new Float64Array(Math.min(kHashRows, job.nPoints));
-    for (let start = 0; start < job.nPoints; start += kHashRows) {
-      const count = Math.min(kHashRows, job.nPoints - start);
+    for (const name of names) buffers[name] = new Float64Array(Math.min(kHashRows, rowEnd - rowStart));
+    for (let start = rowStart; start < rowEnd; start += kHashRows) {
+      const count = Math.min(kHashRows, rowEnd - start);
       await source!.read(start, count, buffers);
-      names.forEach((name, k) => hashes[k]!.update(buffers[name]!.subarray(0, count)));
+      digestRows(names.map((name) => buffers[name]!.subarray(0, count)), start, count);
     }
   }
+  return digests;
+}
+
+/**
+ * The identity from every block's digests (all blocks, in order): per column
+ * the hash of its block digests, then the hash of the columns'. Block by
+ * block, so ranks that each hold a range of blocks compute it together
+ * (src/distributed) and get the bits a single process gets.
+ */
+export function identityFromDigests(job: NormalizedFit, digests: Int32Array[]): DataIdentity {
+  const names = columnNames(job);
   const combined = new ValueHash();
-  for (const hash of hashes) combined.update(hash.final());
+  for (const column of digests) {
+    const hash = new ValueHash();
+    hash.update(column);
+    combined.update(hash.final());
+  }
   return { nPoints: job.nPoints, columns: names, hash: combined.hex() };
 }
 
@@ -381,6 +433,8 @@ export class Checkpointer {
     private readonly identify: () => Promise<DataIdentity>,
     /** Told after every write. */
     private readonly onWritten: ((event: Extract<ProgressEvent, { type: 'checkpoint' }>) => void) | null = null,
+    /** False on the ranks of a distributed fit other than 0: they resume from the same state but never write. */
+    private readonly writes = true,
   ) {
     this.options = optionsIdentity(job);
     this.nParams = job.paramNames.length;
@@ -423,8 +477,14 @@ export class Checkpointer {
     return state;
   }
 
-  /** Writes the solver's state and header (atomically). */
+  /** A state another rank loaded and checked (a distributed fit's rank 0): resume from it here too. */
+  adopt(state: Uint8Array): void {
+    this.resumedFrom = loadAddon().Solver.restore(state).state().iterations;
+  }
+
+  /** Writes the solver's state and header (atomically); nothing on a rank that does not write. */
   async save(solver: NativeSolver): Promise<void> {
+    if (!this.writes) return;
     const state = solver.serialize();
     const { iterations, nfev } = solver.state();
     const header: CheckpointHeader = {

@@ -42,6 +42,11 @@ export interface SolverHooks {
   /** Stop when performance.now() passes this (checked between passes). */
   deadline?: number | null;
   /**
+   * Instead of `deadline` where the clock must be agreed on (a distributed
+   * fit: rank 0's, carried by each pass): true once the time limit has passed.
+   */
+  timeUp?: (() => boolean) | null;
+  /**
    * The fit's cancellation (its AbortSignal and timeoutMs): checked between
    * passes, while the evaluator stops a pass between blocks; the run then
    * rejects with its error (an AbortError or a TimeoutError).
@@ -82,7 +87,7 @@ export async function runSolver(
     if (trialParams === null) break;
     if (cancel?.requested) await stopCancelled();
     // Limits are checked between passes; the solver keeps the best point so far.
-    if (hooks.deadline != null && passes > 0 && performance.now() >= hooks.deadline) limit = 'max_time';
+    if (passes > 0 && ((hooks.deadline != null && performance.now() >= hooks.deadline) || hooks.timeUp?.())) limit = 'max_time';
     else if (hooks.maxIterations != null && iterations >= hooks.maxIterations) limit = 'max_iterations';
     if (limit !== null) {
       await checkpoint?.save(solver);

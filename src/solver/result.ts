@@ -52,6 +52,25 @@ export interface FitExecution {
   dataSource: string;
   /** Rows a `where` filter dropped (0 without one). */
   droppedRows: number;
+  /** A distributed fit: this rank's part in it. */
+  distributed?: DistributedReport;
+}
+
+/** What one rank of a distributed fit did (FitResult.execution.distributed). */
+export interface DistributedReport {
+  /** The transport: 'mpi', or a Communicator's kind. */
+  transport: string;
+  rank: number;
+  ranks: number;
+  /** The blocks (of 512 points) this rank read and reduced: [blockStart, blockEnd). */
+  blockStart: number;
+  blockEnd: number;
+  /** Exchanges with the other ranks (one per pass, plus a few to agree on the fit). */
+  exchanges: number;
+  /** Time in them (ms): waiting for the slowest rank included. */
+  exchangeMs: number;
+  /** Bytes this rank sent in passes (roots, and costs or moments when needed). */
+  passBytesSent: number;
 }
 
 /** What a multi-start fit did: starts run, how many converged, which won, every start's cost. */
