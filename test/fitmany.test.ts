@@ -181,3 +181,41 @@ describe('fitMany', () => {
     await expect(fitMany({ model: gauss2d, x: { x1, x2 }, y, p0, params: ['a', 'u', 'v', 's', 'c'], estimtor: 'poisson' } as never)).rejects.toThrow(/did you mean 'estimator'/);
   });
 });
+
+describe('an engine keeps no reference to a batch that has ended', () => {
+  it("the batch's curves can be collected on the calling thread once fitMany resolves", async () => {
+    const { setFlagsFromString } = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let collected = false;
+    const registry = new FinalizationRegistry(() => {
+      collected = true;
+    });
+    const engine = new Engine({ threads: 2 });
+    try {
+      // The curves in shared memory are used as given (no copy): the batch's spec holds this very array.
+      const run = async (): Promise<number> => {
+        const m = 2000;
+        const n = 20;
+        const x = Float64Array.from({ length: n }, (_, i) => i);
+        const y = new Float64Array(new SharedArrayBuffer(m * n * 8));
+        for (let c = 0; c < m; c++) for (let i = 0; i < n; i++) y[c * n + i] = 2 * x[i]! + 1;
+        registry.register(y, 'y');
+        const result = await engine.fitMany({ model: 'a*x+b', x, y, p0: { a: 1, b: 0 } });
+        expect(result.threads).toBe(2);
+        return result.m;
+      };
+      expect(await run()).toBe(2000);
+      // The scheduler keeps a fit's lane for a while after its last task; keyed by the batch's
+      // name, not its spec, the lane does not keep the curves alive.
+      for (let k = 0; k < 20 && !collected; k++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(collected).toBe(true);
+    } finally {
+      await engine.close();
+    }
+  });
+});

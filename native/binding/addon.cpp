@@ -170,9 +170,10 @@ class Kernel : public Napi::ObjectWrap<Kernel> {
       if (!block_) throw std::bad_alloc();
     });
     // The wrapper is a few bytes of JavaScript heap keeping tens of kilobytes of
-    // scratch alive: without telling V8, a worker that builds a kernel per fit
-    // collects them too late and its RSS grows by that much per fit (measured:
-    // 135 KB per pooled fit on 2 workers, 4000 fits, before this).
+    // scratch alive: tell V8, so a thread that builds many kernels collects
+    // their wrappers early. The scratch itself is freed by the finalizer,
+    // which Node runs from the thread's event loop (a pool worker must let its
+    // loop turn between tasks: src/exec/engine.ts, atomics 'async').
     externalBytes_ = evaluator_->scratchBytes() + static_cast<int64_t>(sizeof(double) * kBlockSize * (program_->nParams() + 1)) +
                      static_cast<int64_t>(code.ElementLength() * sizeof(int32_t) * 8);
     int64_t adjusted = 0;

@@ -52,6 +52,8 @@ const kMinShard = 256;
 /** Largest default shard: keeps progress events coming and the shards balanced (an abort stops a shard between curves). */
 const kMaxShard = 8192;
 
+let batchCounter = 0;
+
 function sharedF64(length: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(Math.max(1, length) * 8)).subarray(0, length);
 }
@@ -159,13 +161,15 @@ async function fitShards(
     }
   } else {
     const workers = pool.workers();
+    // The scheduler's lane of this batch is keyed by this string, not by the spec and its arrays (see BatchTask.key).
+    const key = `batch:${process.pid}:${++batchCounter}`;
     let next = 0;
     let failed = false;
     let stopped = false;
     const runner = async (): Promise<void> => {
       while (next < shards.length && !failed && !stopped && !cancel.requested) {
         const [curveStart, curveEnd] = shards[next++]!;
-        const task: BatchTask = { batch: spec, curveStart, curveEnd, cancel: cancel.words };
+        const task: BatchTask = { key, batch: spec, curveStart, curveEnd, cancel: cancel.words };
         let part: BatchPart;
         try {
           part = await runPoolTask<BatchPart>(workers, task, {

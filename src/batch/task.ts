@@ -41,6 +41,13 @@ export interface BatchOutput {
 }
 
 export interface BatchTask {
+  /**
+   * Names the batch for the engine's scheduler, which keeps a lane per fit
+   * for a while after its last task (src/exec/scheduler.ts): keyed by this
+   * string rather than by the spec, a lane does not keep the batch's shared
+   * arrays (its curves, hundreds of MB for a large batch) alive once it ends.
+   */
+  key?: string;
   batch: BatchSpec;
   curveStart: number;
   curveEnd: number;

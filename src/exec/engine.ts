@@ -97,6 +97,16 @@ export class EnginePool {
           // Piscina's timing histograms kept memory alive per engine created
           // and closed (bench/leak.js).
           recordTiming: false,
+          // A worker waits for its next task with Atomics.waitAsync, so its
+          // event loop turns between tasks. Under Piscina's default ('sync') it
+          // waits in Atomics.wait and runs the next task from there, never
+          // returning to its event loop, so what Node defers to that loop never
+          // ran: the finalizers of native objects (a Kernel's native scratch is
+          // freed in a SetImmediate after a GC) and FinalizationRegistry
+          // callbacks. Every kernel a worker dropped from its cache stayed
+          // allocated: 36 MB of RSS per 1000 pooled fits cycling 12 models
+          // (bench/soak.js --kinds medium; test/soak-worker-finalizers.test.ts).
+          atomics: 'async',
         },
         this.threads,
       );

@@ -7,11 +7,15 @@
  * A pass holds the thread, so an AbortSignal is seen between passes; the
  * kernel itself stops a pass when the fit's timeoutMs deadline passes (it
  * reads the deadline from the cancel buffer, src/exec/cancel.ts).
+ *
+ * Kernels come from this thread's cache by program content, as in the
+ * workers (src/exec/kernels.ts).
  */
 import { loadAddon, type NativeKernel } from '../native.js';
 import type { FitCancel } from './cancel.js';
 import { sumCosts, type DataAudit, type Evaluator, type LossSpec, type PassColumns, type PassModel, type PassResult, type PassStats } from './evaluator.js';
 import { cachedJsModel, isJsModelPlan, loadJsModel, reduceJsRange, type JsModelPlan } from './jsModel.js';
+import { cachedKernel } from './kernels.js';
 import { blockCount } from './layout.js';
 
 export class InlineEvaluator implements Evaluator {
@@ -28,7 +32,7 @@ export class InlineEvaluator implements Evaluator {
     private readonly cancel: FitCancel | null = null,
   ) {
     this.plan = isJsModelPlan(model) ? model : null;
-    this.kernel = isJsModelPlan(model) ? null : new (loadAddon().Kernel)(model.code, model.consts);
+    this.kernel = isJsModelPlan(model) ? null : cachedKernel(model.code, model.consts);
   }
 
   async evaluate(params: Float64Array): Promise<PassResult> {

@@ -19,9 +19,10 @@
 import { writeSync } from 'node:fs';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { isBatchTask, runBatchTask, type BatchPart, type BatchTask } from '../batch/task.js';
-import { loadAddon, type NativeKernel } from '../native.js';
+import { loadAddon } from '../native.js';
 import type { PassModel } from './evaluator.js';
 import { cachedJsModel, isJsModelPlan, loadJsModel, reduceJsRange, type JsModelFunctions, type JsModelPlan } from './jsModel.js';
+import { cachedKernel } from './kernels.js';
 
 export interface PassTask {
   /** Identifies the fit (its program and data); kernels are cached by it. */
@@ -62,50 +63,6 @@ if (!isMainThread) {
   });
 }
 
-const kMaxCachedKernels = 8;
-/**
- * Kernels by program content, not by fit: fits of the same model reuse one
- * kernel (its scratch is rebuilt by setParams every pass), so a worker does
- * not allocate tens of kilobytes of native scratch per fit and leave them to a
- * garbage collector that sees only the small wrappers (the soak measured 135 KB
- * of RSS per pooled fit on 2 workers when kernels were keyed by fit).
- */
-const kernels = new Map<string, { code: Int32Array; consts: Float64Array; kernel: NativeKernel }>();
-
-function programKey(code: Int32Array, consts: Float64Array): string {
-  let h = 0x811c9dc5;
-  const mix = (word: number): void => {
-    h = Math.imul(h ^ word, 0x01000193) >>> 0;
-  };
-  for (let i = 0; i < code.length; i++) mix(code[i]!);
-  const bits = new Int32Array(consts.buffer, consts.byteOffset, consts.length * 2);
-  for (let i = 0; i < bits.length; i++) mix(bits[i]!);
-  return `${code.length}:${consts.length}:${h.toString(16)}`;
-}
-
-function sameProgram(a: { code: Int32Array; consts: Float64Array }, code: Int32Array, consts: Float64Array): boolean {
-  if (a.code.length !== code.length || a.consts.length !== consts.length) return false;
-  for (let i = 0; i < code.length; i++) if (a.code[i] !== code[i]) return false;
-  for (let i = 0; i < consts.length; i++) if (!Object.is(a.consts[i], consts[i])) return false;
-  return true;
-}
-
-function kernelFor(_fitKey: string, code: Int32Array, consts: Float64Array): NativeKernel {
-  const key = programKey(code, consts);
-  const cached = kernels.get(key);
-  if (cached && sameProgram(cached, code, consts)) {
-    // Most recently used last, so eviction drops the least recently used.
-    kernels.delete(key);
-    kernels.set(key, cached);
-    return cached.kernel;
-  }
-  const kernel = new (loadAddon().Kernel)(code, consts);
-  kernels.delete(key);
-  kernels.set(key, { code: Int32Array.from(code), consts: Float64Array.from(consts), kernel });
-  if (kernels.size > kMaxCachedKernels) kernels.delete(kernels.keys().next().value as string);
-  return kernel;
-}
-
 /** Loads the addon so the first real pass does not pay for it. */
 export interface WarmupTask {
   warmup: true;
@@ -124,7 +81,7 @@ export default function runTask(task: PassTask | WarmupTask | BatchTask): PassPa
     return loadJsModel(model).then((loaded) => reduceWithJs(task, model, loaded));
   }
   const started = performance.now();
-  const roots = kernelFor(task.key, model.code, model.consts).evalRange(
+  const roots = cachedKernel(model.code, model.consts).evalRange(
     task.params,
     task.vars,
     task.y,
