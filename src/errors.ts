@@ -100,18 +100,65 @@ export function modelFunctionFailed(field: string, name: string, where: string, 
   return new Error(`nlfit: ${field} '${name}' threw ${where}: ${detail}`, { cause });
 }
 
+/** A ModelError quotes an expression longer than this as a window of kModelErrorWindow characters. */
+const kModelErrorWholeSource = 80;
+const kModelErrorWindow = 60;
+/** Longest reason a ModelError's message carries (a name in it may be any length). */
+const kModelErrorMaxReason = 300;
+
 /**
- * An error in a model expression. `position` is the 0-based character offset
- * in the source; the message shows the expression with a caret under it.
+ * The lines under a ModelError's first: the expression, or for a long one a
+ * window of it around the error (`...` where it is cut, and a line saying
+ * which characters of how many it shows), with a caret at the error.
+ * Line breaks and tabs show as spaces so the caret stays under its character.
+ */
+function sourceExcerpt(source: string, position: number): string {
+  const at = Math.min(Math.max(0, position), source.length);
+  let start = 0;
+  let end = source.length;
+  if (source.length > kModelErrorWholeSource) {
+    start = Math.max(0, at - kModelErrorWindow / 2);
+    end = Math.min(source.length, start + kModelErrorWindow);
+    start = Math.max(0, end - kModelErrorWindow);
+    // Never split a surrogate pair (the window would quote half a character).
+    if (start > 0 && /[\udc00-\udfff]/.test(source[start]!)) start -= 1;
+    if (end < source.length && /[\ud800-\udbff]/.test(source[end - 1]!)) end += 1;
+  }
+  const head = start > 0 ? '...' : '';
+  const shown = `${head}${source.slice(start, end).replace(/[\t\n\v\f\r]/g, ' ')}${end < source.length ? '...' : ''}`;
+  const caret = `  ${' '.repeat(head.length + at - start)}^`;
+  const window = start > 0 || end < source.length ? `\n  (characters ${start} to ${end - 1} of an expression of ${source.length})` : '';
+  return `  ${shown}\n${caret}${window}`;
+}
+
+/** `text` cut in the middle past `limit` characters, saying its length. */
+function boundedText(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  return `${text.slice(0, limit - 60)} ... ${text.slice(-30)} (a message of ${text.length} characters, cut)`;
+}
+
+/**
+ * An error in a model expression (also transform, where and expr): code
+ * ERR_NLFIT_OPTION. `position` is the 0-based character offset in `source`;
+ * the message is the reason, the position and the expression with a caret
+ * under it: all of it when short, else a window of about 60 characters
+ * around the position and its length, so a hostile 1 MiB expression does not
+ * make a 1 MB message.
  */
 export class ModelError extends SyntaxError {
+  declare readonly code: 'ERR_NLFIT_OPTION';
   readonly position: number;
   readonly source: string;
+  /** The message's first part, without the position and the expression. */
+  readonly reason: string;
   constructor(message: string, source: string, position: number) {
-    super(`${message} at position ${position}\n  ${source}\n  ${' '.repeat(Math.max(0, position))}^`);
+    const reason = boundedText(message, kModelErrorMaxReason);
+    super(`${reason} at position ${position}\n${sourceExcerpt(source, position)}`);
     this.name = 'ModelError';
     this.position = position;
     this.source = source;
+    this.reason = reason;
+    withCode(this, 'ERR_NLFIT_OPTION');
   }
 }
 

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { closestName, invalidInput, invalidRange, invalidType } from './errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from './model/catalog.js';
-import { compileModel, freeIdentifiers, type CompiledModel } from './model/compile.js';
+import { compileModel, freeIdentifiers, p0Names, type CompiledModel } from './model/compile.js';
 import {
   checkModuleVariables,
   isModuleModelSpec,
@@ -378,6 +378,7 @@ function resolveParams(
   p0: unknown,
   columnNames: string[],
   guess: () => number[],
+  fixedCount = 0,
 ): { names: string[]; values: number[] } {
   if (catalog) {
     const names = catalog.params;
@@ -419,9 +420,10 @@ function resolveParams(
     return { names, values: names.map((name, i) => finiteNumber(p0[i], `p0[${i}] (${name})`)) };
   }
   if (typeof p0 === 'object' && p0 !== null) {
-    const entries = Object.entries(p0 as Record<string, unknown>);
-    if (entries.length === 0) throw invalidInput('p0', 'no parameters given');
-    return { names: entries.map(([name]) => name), values: entries.map(([name, value]) => finiteNumber(value, `p0.${name}`)) };
+    const names = p0Names(p0, fixedCount);
+    if (names.length === 0) throw invalidInput('p0', 'no parameters given');
+    const given = p0 as Record<string, unknown>;
+    return { names, values: names.map((name) => finiteNumber(given[name], `p0.${name}`)) };
   }
   throw invalidType('p0', 'object of parameter values or array', p0);
 }
@@ -461,17 +463,18 @@ export function normalizeFitOptions(input: unknown, engineThreads: number, opene
   const definedNames = Object.keys(definitions);
   const resolved = module
     ? moduleStartingValues(module, options.p0)
-    : resolveParams(source, catalog, options.p0, [...columnNames, ...definedNames], guess);
+    : resolveParams(source, catalog, options.p0, [...columnNames, ...definedNames], guess, Array.isArray(options.fixed) ? options.fixed.length : 0);
   const given = resolved.names.map((name, i) => ({ name, value: resolved.values[i]! }));
+  const defined = new Set(definedNames);
   for (const { name } of given) {
-    if (definedNames.includes(name) && !catalog) {
+    if (defined.has(name) && !catalog) {
       throw invalidInput(`p0.${name}`, `'${name}' is defined by expr.${name}, so it has no starting value of its own; leave it out of p0`);
     }
   }
-  const params = given.filter(({ name }) => !definedNames.includes(name));
-  const fixedNames = parseFixed(options.fixed, params.map((p) => p.name));
-  const fixed = params.filter(({ name }) => fixedNames.includes(name));
-  const free = params.filter(({ name }) => !fixedNames.includes(name));
+  const params = given.filter(({ name }) => !defined.has(name));
+  const fixedNames = new Set(parseFixed(options.fixed, params.map((p) => p.name)));
+  const fixed = params.filter(({ name }) => fixedNames.has(name));
+  const free = params.filter(({ name }) => !fixedNames.has(name));
   if (free.length === 0) throw invalidInput('fixed', 'every parameter is fixed or defined by expr: nothing is left to fit');
   const paramNames = free.map((p) => p.name);
   const p0Values = free.map((p) => p.value);
@@ -610,12 +613,15 @@ function parseDefinitions(value: unknown, columns: string[]): Record<string, str
 function parseFixed(value: unknown, params: string[]): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalidType('fixed', 'array of parameter names', value);
+  const known = new Set(params);
+  const seen = new Set<string>();
   value.forEach((name: unknown, i) => {
     if (typeof name !== 'string') throw invalidType(`fixed[${i}]`, 'parameter name', name);
-    if (!params.includes(name)) {
+    if (!known.has(name)) {
       throw invalidInput(`fixed[${i}]`, `'${name}' is not a parameter with a starting value (parameters: ${params.join(', ')})${suggest(name, params)}`);
     }
-    if (value.indexOf(name) !== i) throw invalidInput(`fixed[${i}]`, `'${name}' is listed twice`);
+    if (seen.has(name)) throw invalidInput(`fixed[${i}]`, `'${name}' is listed twice`);
+    seen.add(name);
   });
   return value as string[];
 }

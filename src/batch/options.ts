@@ -6,7 +6,7 @@
  */
 import { closestName, invalidInput, invalidRange, invalidType } from '../errors.js';
 import { catalogModel, isCatalogName, type CatalogModel } from '../model/catalog.js';
-import { compileModel, freeIdentifiers, type CompiledModel } from '../model/compile.js';
+import { compileModel, freeIdentifiers, p0Names, type CompiledModel } from '../model/compile.js';
 import { distributedOption, kLosses, timeoutOption, type LossName } from '../options.js';
 import type { Communicator } from '../distributed/communicator.js';
 
@@ -172,7 +172,7 @@ export function normalizeFitMany(input: unknown, engineThreads: number): Normali
     }
     paramNames = o.params as string[];
   } else if (o.p0 !== null && typeof o.p0 === 'object' && !isNumericArray(o.p0)) {
-    paramNames = Object.keys(o.p0 as Record<string, unknown>);
+    paramNames = p0Names(o.p0, 0);
   } else {
     paramNames = freeIdentifiers(source).filter((name) => !columnNames.includes(name));
   }

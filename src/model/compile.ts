@@ -37,7 +37,7 @@ import {
   type BinaryOp,
   type UnaryOp,
 } from './bytecode.js';
-import { isIdentifier, kNameCharacters, reservedNameProblem } from './lexer.js';
+import { isIdentifier, kNameCharacters, quoted, reservedNameProblem } from './lexer.js';
 import { kConstants, kFunctions, kMaxNesting, parseExpression, reduceExpr, type Expr, type NameExpr } from './parser.js';
 
 export interface CompiledModel {
@@ -119,6 +119,22 @@ export function compileModel(source: string, options: CompileOptions): CompiledM
 }
 
 /**
+ * The names of a p0 object, refused before any per-name work when there are
+ * more than a model can take: kMaxParams fitted parameters (the kernel's
+ * limit) plus `fixedCount` held at their values (the fixed option). Listing
+ * the keys is the only pass over them: a p0 of a million names is refused in
+ * the time that takes, not after seconds of checking each name.
+ */
+export function p0Names(p0: object, fixedCount: number): string[] {
+  const names = Object.keys(p0);
+  if (names.length > kMaxParams + fixedCount) {
+    const fixed = fixedCount > 0 ? ` and the ${fixedCount} that fixed holds` : '';
+    throw invalidInput('p0', `${names.length} names, more than the ${kMaxParams} parameters a model can fit${fixed}`);
+  }
+  return names;
+}
+
+/**
  * The identifiers an expression uses that are neither functions nor the
  * constants pi and e, in order of first appearance: the parameter order when
  * p0 is an array. Throws ModelError for a syntax error.
@@ -182,7 +198,7 @@ function validateNames(field: string, names: unknown): void {
 }
 
 function ambiguousName(name: string): string {
-  return `'${name}' is both a parameter (p0) and a data column`;
+  return `${quoted(name)} is both a parameter (p0) and a data column`;
 }
 
 /** The graph node for one tree node, given the nodes of its children. */
@@ -259,7 +275,7 @@ class NameResolver {
   resolve(expr: NameExpr): number {
     const { name } = expr;
     const role = this.roles.get(name);
-    if (role !== undefined) throw this.error(`'${name}' is ${role} and cannot appear in the model`, expr);
+    if (role !== undefined) throw this.error(`${quoted(name)} is ${role} and cannot appear in the model`, expr);
     const fixed = this.constants.get(name);
     if (fixed !== undefined) return this.graph.constant(fixed);
     const definition = this.definitions.get(name);
@@ -274,7 +290,7 @@ class NameResolver {
     if (constant !== undefined) return this.graph.constant(constant);
     if (kFunctions.has(name)) throw this.error(`'${name}' is a function and needs arguments, as in ${name}(x)`, expr);
     const hint = kNonFiniteNames.has(name) ? '; the language has no NaN or Infinity, only finite numbers' : '';
-    throw this.error(`unknown identifier '${name}' (not a parameter in p0 and not a data column${hint})`, expr);
+    throw this.error(`unknown identifier ${quoted(name)} (not a parameter in p0 and not a data column${hint})`, expr);
   }
 
   /** Compiles a definition once, in the same graph, with its own source for error positions. */
@@ -306,7 +322,7 @@ class NameResolver {
       return this.resolve(expr);
     } catch (error) {
       if (error instanceof ModelError && !this.definitions.has(expr.name)) {
-        throw new ModelError(`expr.${definitionName}: ${error.message.split(' at position ')[0]}`, definitionSource, expr.start);
+        throw new ModelError(`expr.${definitionName}: ${error.reason}`, definitionSource, expr.start);
       }
       throw error;
     }
@@ -316,7 +332,7 @@ class NameResolver {
     const known = this.variableNames.indexOf(expr.name);
     if (known >= 0) return known;
     if (this.variableNames.length === kMaxVars) {
-      throw this.error(`too many data columns in the model: '${expr.name}' would be column ${kMaxVars + 1}, the limit is ${kMaxVars}`, expr);
+      throw this.error(`too many data columns in the model: ${quoted(expr.name)} would be column ${kMaxVars + 1}, the limit is ${kMaxVars}`, expr);
     }
     return this.variableNames.push(expr.name) - 1;
   }
@@ -344,7 +360,7 @@ function parseDefinition(name: string, definition: string): Expr {
   try {
     return parseExpression(definition);
   } catch (error) {
-    if (error instanceof ModelError) throw new ModelError(`expr.${name}: ${error.message.split(' at position ')[0]}`, definition, error.position ?? 0);
+    if (error instanceof ModelError) throw new ModelError(`expr.${name}: ${error.reason}`, definition, error.position ?? 0);
     throw error;
   }
 }

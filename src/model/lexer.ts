@@ -99,7 +99,7 @@ export function reservedNameProblem(name: string): string | undefined {
 }
 
 /** A token's text quoted for an error message; a long one is cut in the middle and its length given. */
-function quoted(text: string): string {
+export function quoted(text: string): string {
   if (text.length <= kShownTokenChars) return `'${text}'`;
   const head = text.slice(0, kShownTokenChars - 10);
   return `'${head}...${text.slice(-5)}' (${text.length} characters)`;

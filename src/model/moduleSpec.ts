@@ -71,9 +71,24 @@ const kName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const kMaxParams = 64;
 const kReserved = ['y', 'sigma'];
 
-/** Whether a model option is a module spec (an object with a `module` field). */
+/**
+ * Whether a model option is a module spec (an object with an own `module`
+ * field). Specs and p0 are read through their own properties only: a field
+ * inherited from a prototype (`Object.create({ module })`, or a polluted
+ * Object.prototype) is not the caller's option and would name a module to import.
+ */
 export function isModuleModelSpec(spec: unknown): spec is ModuleModelSpec {
-  return spec !== null && typeof spec === 'object' && !Array.isArray(spec) && 'module' in spec;
+  return spec !== null && typeof spec === 'object' && !Array.isArray(spec) && Object.hasOwn(spec, 'module');
+}
+
+/** A name as an error message shows it: a long one cut (a key may be any string). */
+function shortName(name: string): string {
+  return name.length > 40 ? `${name.slice(0, 37)}...` : name;
+}
+
+/** An own property of an options object, else undefined (never an inherited one). */
+function own(object: object, key: string): unknown {
+  return Object.hasOwn(object, key) ? (object as Record<string, unknown>)[key] : undefined;
 }
 
 function hint(name: string, known: readonly string[]): string {
@@ -101,12 +116,17 @@ function moduleUrl(value: unknown): string {
   );
 }
 
-function names(value: unknown, field: string, what: string): string[] {
+function names(value: unknown, field: string, what: string, limit = Infinity): string[] {
   if (!Array.isArray(value)) throw invalidType(field, `array of ${what} names`, value);
-  value.forEach((name: unknown, i) => {
+  // Before any per-name work: a hostile array of a million names is refused at once.
+  if (value.length > limit) throw invalidRange(field, `at most ${limit} ${what}s`, value);
+  const seen = new Set<string>();
+  for (let i = 0; i < value.length; i++) {
+    const name: unknown = value[i];
     if (typeof name !== 'string' || !kName.test(name)) throw invalidType(`${field}[${i}]`, 'identifier (letters, digits, _)', name);
-    if (value.indexOf(name) !== i) throw invalidInput(`${field}[${i}]`, `'${name}' is listed twice`);
-  });
+    if (seen.has(name)) throw invalidInput(`${field}[${i}]`, `'${name}' is listed twice`);
+    seen.add(name);
+  }
   return [...(value as string[])];
 }
 
@@ -122,23 +142,24 @@ export function normalizeModuleModel(spec: ModuleModelSpec): ModuleModel {
       throw new TypeError(`Unknown model option '${key}'${hint(key, kModuleKeys)} (a module model has: ${kModuleKeys.join(', ')})`);
     }
   }
-  const url = moduleUrl(spec.module);
-  const exported = spec.export === undefined ? 'default' : exportName(spec.export, 'model.export');
-  const kind = spec.kind ?? 'point';
+  const field = (key: (typeof kModuleKeys)[number]): unknown => own(spec, key);
+  const url = moduleUrl(field('module'));
+  const exported = field('export') === undefined ? 'default' : exportName(field('export'), 'model.export');
+  const kind = field('kind') ?? 'point';
   if (kind !== 'point' && kind !== 'block') throw invalidRange('model.kind', "'point' or 'block'", kind);
-  const params = names(spec.params, 'model.params', 'parameter');
+  const params = names(field('params'), 'model.params', 'parameter', kMaxParams);
   if (params.length === 0) throw invalidInput('model.params', 'the model needs at least one parameter');
-  if (params.length > kMaxParams) throw invalidRange('model.params', `at most ${kMaxParams} parameters`, params);
-  const variables = names(spec.variables, 'model.variables', 'data column');
+  const variables = names(field('variables'), 'model.variables', 'data column');
   variables.forEach((name, i) => {
     if (kReserved.includes(name)) throw invalidInput(`model.variables[${i}]`, `'${name}' is the ${name === 'y' ? 'response' : 'weight'} column, not a variable`);
     if (params.includes(name)) throw invalidInput(`model.variables[${i}]`, `'${name}' is also in model.params`);
   });
-  const jacobianName = spec.jacobian === undefined ? null : exportName(spec.jacobian, 'model.jacobian');
-  if (spec.diff !== undefined && spec.diff !== '2-point' && spec.diff !== '3-point') {
-    throw invalidRange('model.diff', "'2-point' or '3-point'", spec.diff);
+  const jacobianName = field('jacobian') === undefined ? null : exportName(field('jacobian'), 'model.jacobian');
+  const diff = field('diff');
+  if (diff !== undefined && diff !== '2-point' && diff !== '3-point') {
+    throw invalidRange('model.diff', "'2-point' or '3-point'", diff);
   }
-  if (spec.diff !== undefined && jacobianName !== null) {
+  if (diff !== undefined && jacobianName !== null) {
     throw invalidInput('model.diff', 'chooses finite differences, and model.jacobian gives the derivatives: give one or the other');
   }
   return {
@@ -148,7 +169,7 @@ export function normalizeModuleModel(spec: ModuleModelSpec): ModuleModel {
     params,
     variables,
     jacobianName,
-    diff: spec.diff ?? '2-point',
+    diff: diff ?? '2-point',
     source: `${exported} (${url})`,
   };
 }
@@ -178,11 +199,12 @@ export function moduleStartingValues(model: ModuleModel, p0: unknown): { names: 
     return { names: params, values: params.map((name, i) => finite(values[i], `p0[${i}] (${name})`)) };
   }
   if (p0 === null || typeof p0 !== 'object') throw invalidType('p0', 'object of parameter values or array', p0);
-  const given = p0 as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!params.includes(key)) throw invalidInput('p0', `'${key}' is not in model.params (${params.join(', ')})${hint(key, params)}`);
+  // The first key that is not a parameter is refused; a p0 of a million keys fails on its first.
+  for (const key of Object.keys(p0)) {
+    if (!params.includes(key)) throw invalidInput('p0', `'${shortName(key)}' is not in model.params (${params.join(', ')})${hint(key, params)}`);
   }
-  const missing = params.filter((name) => given[name] === undefined);
+  // Own values only: a value inherited from a prototype is not a starting value the caller gave.
+  const missing = params.filter((name) => own(p0, name) === undefined);
   if (missing.length > 0) throw invalidInput('p0', `no starting value for ${missing.map((n) => `'${n}'`).join(', ')} (model.params: ${params.join(', ')})`);
-  return { names: params, values: params.map((name) => finite(given[name], `p0.${name}`)) };
+  return { names: params, values: params.map((name) => finite(own(p0, name), `p0.${name}`)) };
 }

@@ -21,7 +21,7 @@
  */
 import { ModelError } from '../errors.js';
 import { Op, type BinaryOp, type UnaryOp } from './bytecode.js';
-import { isComparison, tokenize, type ComparisonToken, type Token } from './lexer.js';
+import { isComparison, quoted, tokenize, type ComparisonToken, type Token } from './lexer.js';
 
 /** A syntax tree node. `start`/`end` delimit its source text (end exclusive). */
 export type Expr = NumberExpr | NameExpr | UnaryExpr | BinaryExpr | CallExpr;
@@ -115,26 +115,20 @@ export const kMaxSourceLength = 1 << 20;
  */
 export const kMaxTokens = 1 << 18;
 
-/** How much of a refused overlong expression its error shows. */
-const kShownPrefixChars = 60;
-
 const kOperandExpected = "expected a number, a name or '('";
 
 /**
  * Parses `source` into a syntax tree. Throws ModelError, positioned at the
  * offending token, for any syntax error, unknown function or wrong arity, and
- * for an expression longer than kMaxSourceLength characters (that error's
- * `source` is only the expression's start).
+ * for an expression longer than kMaxSourceLength characters (its message
+ * quotes only the expression's start, as every ModelError quotes only a window
+ * of a long expression).
  * @example
  * parseExpression('-x^2') // unary '-' of binary '^' (x, 2)
  */
 export function parseExpression(source: string): Expr {
   if (source.length > kMaxSourceLength) {
-    throw new ModelError(
-      `expression is too long: ${source.length} characters, more than the limit of ${kMaxSourceLength}`,
-      `${source.slice(0, kShownPrefixChars)}...`,
-      0,
-    );
+    throw new ModelError(`expression is too long: ${source.length} characters, more than the limit of ${kMaxSourceLength}`, source, 0);
   }
   return new Parser(source).parse();
 }
@@ -343,7 +337,7 @@ class Parser {
   private parseCall(nameToken: Token): CallExpr {
     const name = nameToken.text;
     const fn = kFunctions.get(name);
-    if (fn === undefined) throw this.error(`unknown function '${name}'`, nameToken.position);
+    if (fn === undefined) throw this.error(`unknown function ${quoted(name)}`, nameToken.position);
     this.enter();
     const args: Expr[] = [];
     if (this.token.kind !== ')') {
@@ -395,7 +389,7 @@ class Parser {
 
   private unexpected(expected: string): ModelError {
     const token = this.token;
-    const what = token.kind === 'number' ? `number '${token.text}'` : token.kind === 'name' ? `name '${token.text}'` : `'${token.text}'`;
+    const what = token.kind === 'number' ? `number ${quoted(token.text)}` : token.kind === 'name' ? `name ${quoted(token.text)}` : `'${token.text}'`;
     return this.error(`unexpected ${what}, ${expected}`);
   }
 
