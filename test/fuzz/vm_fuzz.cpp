@@ -189,9 +189,13 @@ bool sameValues(const double* a, const double* b, size_t n) {
 
 // Distinct outcomes (verifier messages with their numbers blanked, and how a
 // run ended), for the driver's report and as its signal of new behaviour.
+// Never destroyed: printOutcomes runs from an atexit handler registered
+// before the map's first use, and static destructors run in reverse order of
+// registration, so a static map would be gone by then (heap-use-after-free,
+// found by the libFuzzer build).
 std::map<std::string, uint64_t>& outcomes() {
-  static std::map<std::string, uint64_t> counts;
-  return counts;
+  static auto* counts = new std::map<std::string, uint64_t>();
+  return *counts;
 }
 
 // Counts an outcome with its numbers (decimal, or hex as in "0x4E4C4631") blanked to '#'.
