@@ -89,6 +89,9 @@ and the memory is sampled again: the mark. Data handed to the pool lives in
 SharedArrayBuffers that stay allocated until every worker that saw them has
 collected its handles, so without the second step the marks carry tens of MB
 of garbage that depends on when the workers last collected.
+Then engine.releaseMemory() returns freed heap memory to the system, as the
+engine itself does a second after its last running fit ends (glibc keeps the
+freed transient buffers of large fits resident: 45-80 MB between marks).
 
 Allocator: glibc's malloc raises its mmap threshold to the largest block freed
 so far, after which the fits' data columns come from its heaps and freed ones
@@ -813,6 +816,8 @@ async function main() {
         workers = await gcWorkers();
         collect();
       }
+      // What the engine does by itself a second after its last fit ends (glibc's malloc_trim).
+      engine.releaseMemory();
       const mark = { ...sample(done, t0), fds: fdCount(), mainGc, workers };
       marks.push(mark);
       series.push(mark);

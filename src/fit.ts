@@ -16,7 +16,7 @@ import { DistributedEvaluator, rankRange } from './distributed/evaluator.js';
 import { exchangeJson, RankSession } from './distributed/session.js';
 import { FitCancel } from './exec/cancel.js';
 import type { BlockRange, Evaluator, PassColumns, PassModel, RangeEvaluator } from './exec/evaluator.js';
-import { EnginePool } from './exec/engine.js';
+import { EnginePool, releaseFreeMemory } from './exec/engine.js';
 import { InlineEvaluator } from './exec/inline.js';
 import { jsModelValues, loadJsModel, planJsModel } from './exec/jsModel.js';
 import { blockCount, checkLayout, kBlockSize, kLayoutVersion } from './exec/layout.js';
@@ -130,6 +130,16 @@ export class Engine {
     } finally {
       release();
     }
+  }
+
+  /**
+   * Returns memory the process has freed but the C library still holds to
+   * the system (glibc's malloc_trim; false where the library has nothing to
+   * ask). The engine does this by itself a second after its last running fit
+   * ends; call it to do it now (before sampling RSS, say).
+   */
+  releaseMemory(): boolean {
+    return releaseFreeMemory();
   }
 
   /**

@@ -125,6 +125,8 @@ export interface NativeAddon {
    * value (-1 if none) and the total sum of squares (NaN if any block is invalid).
    */
   mergeMoments(moments: Float64Array, nBlocks: number): { firstInvalidBlock: number; totalSumOfSquares: number };
+  /** Asks the C library to return freed heap memory to the system (glibc's malloc_trim); false where there is nothing to ask. */
+  releaseFreeMemory(): boolean;
   /**
    * Reduces rows computed outside the kernel (a JavaScript model) exactly as
    * evalRange reduces its own: `blocks` holds global blocks firstBlock..

@@ -6,6 +6,9 @@
 // State is per environment (Napi::Addon), so the addon can be loaded by the
 // main thread and any number of worker threads at once.
 #include <napi.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cmath>
 #include <cstdlib>
@@ -844,6 +847,7 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
                           InstanceMethod<&NlfitAddon::ReduceBlocks>("reduceBlocks", napi_enumerable),
                           InstanceMethod<&NlfitAddon::FitBatch>("fitBatch", napi_enumerable),
                           InstanceMethod<&NlfitAddon::MonotonicMs>("monotonicMs", napi_enumerable),
+                          InstanceMethod<&NlfitAddon::ReleaseFreeMemory>("releaseFreeMemory", napi_enumerable),
                           InstanceValue("batchStatusNames", batchStatusNames(env), napi_enumerable),
                           InstanceValue("blockSize", Napi::Number::New(env, kBlockSize), napi_enumerable),
                           InstanceValue("layoutVersion", Napi::Number::New(env, nlfit::kLayoutVersion), napi_enumerable),
@@ -855,6 +859,20 @@ class NlfitAddon : public Napi::Addon<NlfitAddon> {
 
  private:
   Napi::Value FitBatch(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fitBatch(info)); }
+
+  // releaseFreeMemory() -> whether the allocator was asked to return freed
+  // memory to the system. glibc keeps freed heap memory below the top of an
+  // arena resident (a fit's transient buffers under the mmap threshold: tens
+  // of MB after large fits or batches); malloc_trim(0) returns it, from every
+  // arena. Other C libraries: nothing to do here (false).
+  Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+    return Napi::Boolean::New(info.Env(), true);
+#else
+    return Napi::Boolean::New(info.Env(), false);
+#endif
+  }
 
   // monotonicMs() -> ms on the clock of cancel deadlines (cancel.hpp, steadyMs):
   // one clock for every thread of the process.
