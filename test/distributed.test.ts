@@ -107,6 +107,26 @@ describe('a fit across ranks gives the bits of one process', () => {
     await expectSameBits({ ...exp3, data: { x: data.x.subarray(0, 1000), y: data.y.subarray(0, 1000) } }, [5]);
   });
 
+  it('a JavaScript model, its blocks reduced on every rank\'s workers', async () => {
+    const path = join(dir, 'decay.mjs');
+    writeFileSync(path, 'export function decay(v, p) { return p[0] * Math.exp(-p[1] * v[0]) + p[2]; }\n');
+    const n = 20_000;
+    await expectSameBits(
+      { ...exp3, model: { module: path, export: 'decay', params: ['a', 'b', 'c'], variables: ['x'] }, data: { x: data.x.subarray(0, n), y: data.y.subarray(0, n) } },
+      [3],
+    );
+  });
+
+  it("maxTimeMs: rank 0's clock decides, so every rank stops after the same pass with the same point", async () => {
+    const results = await ranks(3, { ...exp3, p0: { a: 0.1, b: 2, c: 5 }, maxTimeMs: 1 });
+    const values = results.map((settled) => (settled as PromiseFulfilledResult<FitResult>).value);
+    for (const r of values) {
+      expect(r.status).toBe('max_time');
+      expect(bits(r)).toBe(bits(values[0]!));
+      expect(r.nfev).toBe(values[0]!.nfev);
+    }
+  });
+
   it('multi-start runs its starts in the same order on every rank', async () => {
     await expectSameBits({ ...exp3, multistart: { n: 4, seed: 3 } }, [2]);
   });
