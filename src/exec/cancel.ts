@@ -114,3 +114,22 @@ export function cancelProbe(words: Int32Array | null | undefined): () => boolean
   const clock = loadAddon();
   return () => Atomics.load(words, kCancelFlagIndex) !== 0 || (deadline !== Infinity && clock.monotonicMs() >= deadline);
 }
+
+/**
+ * Runs a pass with the fit's cancel buffer or, for an evaluator used without
+ * one (given only an AbortSignal, or nothing), with a buffer of its own for
+ * the signal, disposed when the pass ends.
+ */
+export async function withCancel<T>(
+  cancel: FitCancel | null | undefined,
+  signal: AbortSignal | null | undefined,
+  run: (cancel: FitCancel | null) => Promise<T>,
+): Promise<T> {
+  if (cancel) return run(cancel);
+  const own = signal ? new FitCancel(signal) : null;
+  try {
+    return await run(own);
+  } finally {
+    own?.dispose();
+  }
+}

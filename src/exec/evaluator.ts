@@ -8,6 +8,7 @@
  * computed it (the blocks and the reduction tree are fixed: tsqr.hpp).
  */
 import { loadAddon } from '../native.js';
+import { blockCount } from './layout.js';
 import type { JsModelPlan } from './jsModel.js';
 
 export interface PassStats {
@@ -85,15 +86,23 @@ export interface RangeEvaluator {
   onBlocks?: ((done: number, total: number) => void) | undefined;
 }
 
-/** Finishes the tree, the costs and the audit of a pass that covers every block. */
-export function finishPass(part: PartialPass, nBlocks: number, q: number): PassResult & { audit: DataAudit | null } {
+/**
+ * A whole pass of a range evaluator that holds every block: its part, with
+ * the tree, the costs and (on the first pass) the audit finished here.
+ */
+export async function evaluateWhole(
+  evaluator: RangeEvaluator & { audit: DataAudit | null },
+  nPoints: number,
+  params: Float64Array,
+): Promise<PassResult> {
+  const nBlocks = blockCount(nPoints);
+  if (evaluator.range.blockStart !== 0 || evaluator.range.blockEnd !== nBlocks) {
+    throw new Error('nlfit: an evaluator of a block range has no whole pass (use evaluatePart)');
+  }
+  const part = await evaluator.evaluatePart(params);
   const addon = loadAddon();
-  const factor = addon.finishTree(part.parts, nBlocks, q);
-  return {
-    factor,
-    cost: part.costs ? sumCosts(part.costs, nBlocks) : null,
-    audit: part.moments ? addon.mergeMoments(part.moments, nBlocks) : null,
-  };
+  if (part.moments) evaluator.audit = addon.mergeMoments(part.moments, nBlocks);
+  return { factor: addon.finishTree(part.parts, nBlocks, params.length + 1), cost: part.costs ? sumCosts(part.costs, nBlocks) : null };
 }
 
 /** Sums per-block costs in block order (the same bits however the blocks were split). */

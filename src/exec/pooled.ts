@@ -11,8 +11,8 @@
  */
 import type { Piscina } from 'piscina';
 import { sharedFloat64 } from '../data/columns.js';
-import { finishPass, type BlockRange, type DataAudit, type Evaluator, type LossSpec, type PartialPass, type PassColumns, type PassModel, type PassResult, type PassStats, type RangeEvaluator } from './evaluator.js';
-import { FitCancel } from './cancel.js';
+import { evaluateWhole, type BlockRange, type DataAudit, type Evaluator, type LossSpec, type PartialPass, type PassColumns, type PassModel, type PassResult, type PassStats, type RangeEvaluator } from './evaluator.js';
+import { withCancel, type FitCancel } from './cancel.js';
 import { blockCount } from './layout.js';
 import { runPoolTask } from './poolTask.js';
 import type { PassPart, PassTask } from './worker.js';
@@ -86,21 +86,12 @@ export class PooledEvaluator implements Evaluator, RangeEvaluator {
     }
   }
 
-  async evaluate(params: Float64Array): Promise<PassResult> {
-    const nBlocks = blockCount(this.columns.nPoints);
-    if (this.range.blockStart !== 0 || this.range.blockEnd !== nBlocks) throw new Error('nlfit: an evaluator of a block range has no whole pass (use evaluatePart)');
-    const { audit, ...pass } = finishPass(await this.evaluatePart(params), nBlocks, params.length + 1);
-    if (audit) this.audit = audit;
-    return pass;
+  evaluate(params: Float64Array): Promise<PassResult> {
+    return evaluateWhole(this, this.columns.nPoints, params);
   }
 
-  async evaluatePart(params: Float64Array): Promise<PartialPass> {
-    const ownCancel = !this.options.cancel && this.options.signal ? new FitCancel(this.options.signal) : null;
-    try {
-      return await this.pass(params, this.options.cancel ?? ownCancel);
-    } finally {
-      ownCancel?.dispose();
-    }
+  evaluatePart(params: Float64Array): Promise<PartialPass> {
+    return withCancel(this.options.cancel, this.options.signal, (cancel) => this.pass(params, cancel));
   }
 
   private async pass(params: Float64Array, cancel: FitCancel | null): Promise<PartialPass> {
