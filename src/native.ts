@@ -10,6 +10,20 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addonMissing } from './errors.js';
 
+/** What a reduction of a block range may also do (evalRange and reduceBlocks). */
+export interface RangeExtras {
+  /** 3 * nBlocks, global block index: each block is also audited into it (columns.hpp). */
+  moments?: Float64Array | null;
+  /** Global row of the columns' element 0 (a multiple of the block size): for a chunk that holds only its own rows. */
+  rowOffset?: number;
+  /** Robust loss code (loss.hpp) and its scale; the block costs go to `costs` (nBlocks, global index). */
+  loss?: number;
+  fScale?: number;
+  costs?: Float64Array | null;
+  /** The fit's cancel buffer (src/exec/cancel.ts), asked before every block. */
+  cancel?: Int32Array | null;
+}
+
 /** A verified model program with per-thread scratch (native/binding/addon.cpp). */
 export interface NativeKernel {
   readonly nParams: number;
@@ -23,18 +37,7 @@ export interface NativeKernel {
     nPoints: number,
     blockStart: number,
     blockEnd: number,
-    extras?: {
-      /** 3 * nBlocks, global block index: each block is also audited into it (columns.hpp). */
-      moments?: Float64Array | null;
-      /** Global row of the columns' element 0 (a multiple of the block size): for a chunk that holds only its own rows. */
-      rowOffset?: number;
-      /** Robust loss code (loss.hpp) and its scale; the block costs go to `costs` (nBlocks, global index). */
-      loss?: number;
-      fScale?: number;
-      costs?: Float64Array | null;
-      /** The fit's cancel buffer (src/exec/cancel.ts), asked before every block. */
-      cancel?: Int32Array | null;
-    },
+    extras?: RangeExtras,
   ): Float64Array | null;
   /** Model values for points [start, start + count) into out. */
   predict(params: Float64Array, vars: Float64Array[], start: number, count: number, out: Float64Array): void;
@@ -141,17 +144,7 @@ export interface NativeAddon {
     nPoints: number,
     firstBlock: number,
     nBlocks: number,
-    extras?: {
-      moments?: Float64Array | null;
-      vars?: Float64Array[];
-      y?: Float64Array;
-      sigma?: Float64Array | null;
-      rowOffset?: number;
-      loss?: number;
-      fScale?: number;
-      costs?: Float64Array | null;
-      cancel?: Int32Array | null;
-    },
+    extras?: RangeExtras & { vars?: Float64Array[]; y?: Float64Array; sigma?: Float64Array | null },
   ): Float64Array | null;
   blockSize: number;
   layoutVersion: number;

@@ -17,27 +17,22 @@ import {
   namesFromJob,
   paramListFromJob,
   parseBounds,
-  parseChoice,
+  choiceFlag as choice,
+  integerFlag as integer,
   parseColumns,
-  parseInteger,
   parseNames,
   parseNumber,
   parseParamList,
   parseSize,
+  parseText as text,
+  switchFlag,
+  toleranceFlag as tolerance,
   type BoundsSpec,
   type ColumnsSpec,
 } from './values.js';
 
 const kStrategies = ['auto', 'standard', 'chunked', 'streaming'] as const;
 
-const text = (value: string, flag: string): string => {
-  if (value.trim() === '') throw badValue(flag, 'a non-empty value', value);
-  return value;
-};
-const choice = (choices: readonly string[]): FlagDef => ({ parse: (value, flag) => parseChoice(value, flag, choices) });
-const tolerance: FlagDef = { parse: (value, flag) => parseNumber(value, flag, { min: 0 }) };
-const integer: FlagDef = { parse: (value, flag) => parseInteger(value, flag) };
-const switchFlag: FlagDef = {};
 
 /** A memory size of at least 1 MB (the library's smallest memoryLimitMb). */
 export function parseMemoryLimit(value: string, flag: string): number {

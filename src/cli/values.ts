@@ -9,6 +9,7 @@
  *   parseBounds('b1=0:inf,b2=-1:1', 'bounds')   // { b1: [0, null], b2: [-1, 1] }
  *   parseColumns('x=time,y=signal', 'columns')  // { rename: { x: 'time', y: 'signal' } }
  */
+import type { FlagDef } from './args.js';
 import { badValue, didYouMean, UsageError } from './exit.js';
 
 const kIdentifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -49,6 +50,18 @@ export function parseChoice<T extends string>(text: string, flag: string, choice
   error.message += didYouMean(text, choices);
   throw error;
 }
+
+/** A value that must not be empty. */
+export function parseText(text: string, flag: string): string {
+  if (text.trim() === '') throw badValue(flag, 'a non-empty value', text);
+  return text;
+}
+
+/** The kinds of flag the commands share. */
+export const choiceFlag = (choices: readonly string[]): FlagDef => ({ parse: (value, flag) => parseChoice(value, flag, choices) });
+export const toleranceFlag: FlagDef = { parse: (value, flag) => parseNumber(value, flag, { min: 0 }) };
+export const integerFlag: FlagDef = { parse: (value, flag) => parseInteger(value, flag) };
+export const switchFlag: FlagDef = {};
 
 const kSizeUnits: Record<string, number> = { b: 2 ** -20, k: 2 ** -10, m: 1, g: 2 ** 10, t: 2 ** 20 };
 
