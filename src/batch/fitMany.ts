@@ -9,7 +9,8 @@
  *   r.params   // Float64Array, M x p, row-major
  *   r.counts   // { ftol: 999998, max_fev: 2 }
  */
-import { curveRange, gatherFitMany } from '../distributed/fitMany.js';
+import { gatherFitMany } from '../distributed/fitMany.js';
+import { evenPart } from '../distributed/partition.js';
 import type { RankSession } from '../distributed/session.js';
 import { fitAborted } from '../errors.js';
 import { FitCancel } from '../exec/cancel.js';
@@ -17,24 +18,14 @@ import type { EnginePool } from '../exec/engine.js';
 import { runPoolTask } from '../exec/poolTask.js';
 import { loadAddon } from '../native.js';
 import { normalizeFitMany, type FitManyOptions, type NormalizedBatch } from './options.js';
-import { runBatchTask, type BatchOutput, type BatchSpec, type BatchTask, type BatchPart } from './task.js';
+import { countStatuses, runBatchTask, type BatchOutput, type BatchSpec, type BatchTask, type BatchPart } from './task.js';
 
-export interface FitManyResult {
+export interface FitManyResult extends BatchOutput {
   paramNames: string[];
   /** Curves. */
   m: number;
   /** Parameters per curve. */
   p: number;
-  /** M x p, row-major. */
-  params: Float64Array;
-  /** M x p standard errors (curve_fit's scaling unless absoluteSigma). */
-  stderr: Float64Array;
-  /** Per curve: weighted sum of squared residuals, or the deviance for estimator 'poisson'. */
-  chi2: Float64Array;
-  iterations: Float64Array;
-  nfev: Float64Array;
-  /** Per curve: an index into statusNames. */
-  status: Uint8Array;
   statusNames: readonly string[];
   /** Curves per status name (only statuses that occurred). */
   counts: Record<string, number>;
@@ -110,7 +101,7 @@ async function fitBatch(pool: EnginePool, options: FitManyOptions, session: Rank
 
   // The signal and timeoutMs reach the shards through a cancel buffer (src/exec/cancel.ts): they stop between curves.
   const cancel = new FitCancel(job.signal, job.timeoutMs === null ? null : { timeoutMs: job.timeoutMs, startedAt: started, what: 'fitMany' });
-  const range: [number, number] = session ? curveRange(session.rank, session.size, m) : [0, m];
+  const range: [number, number] = session ? evenPart(session.rank, session.size, m) : [0, m];
   let result: FitManyResult;
   try {
     result = await fitShards(pool, job, spec, out, cancel, started, range);
@@ -118,12 +109,9 @@ async function fitBatch(pool: EnginePool, options: FitManyOptions, session: Rank
     cancel.dispose();
   }
   if (!session) return result;
-  // The batch's fitting time is until the slowest rank's curves are in.
-  const gatherStarted = performance.now();
   const gathered = await gatherFitMany(session, result);
   session.close();
-  const fitMs = result.timing.fitMs + (performance.now() - gatherStarted);
-  return { ...gathered, timing: { totalMs: performance.now() - started, fitMs, fitsPerSecond: fitMs > 0 ? (m / fitMs) * 1000 : Infinity } };
+  return { ...gathered, timing: { ...gathered.timing, totalMs: performance.now() - started } };
 }
 
 async function fitShards(
@@ -194,13 +182,7 @@ async function fitShards(
   const fitMs = performance.now() - fitStarted;
 
   const statusNames: readonly string[] = addon.batchStatusNames;
-  const counts: Record<string, number> = {};
-  let converged = 0;
-  for (let c = first; c < end; c++) {
-    const name = statusNames[out.status[c]!] ?? `status_${out.status[c]}`;
-    counts[name] = (counts[name] ?? 0) + 1;
-    if (name === 'ftol' || name === 'xtol' || name === 'ftol_xtol' || name === 'gtol') converged += 1;
-  }
+  const { counts, converged } = countStatuses(out.status, statusNames, first, end);
   return {
     paramNames: job.paramNames,
     m,

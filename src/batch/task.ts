@@ -31,12 +31,32 @@ export interface BatchSpec {
   out: BatchOutput;
 }
 
+/** Statuses that are a convergence test (the others: limits, bad data, non-finite steps). */
+const kConvergedStatuses = new Set(['ftol', 'xtol', 'ftol_xtol', 'gtol']);
+
+/** Curves per status name over curves [first, end) (only statuses that occur), and how many converged. */
+export function countStatuses(status: Uint8Array, statusNames: readonly string[], first: number, end: number): { counts: Record<string, number>; converged: number } {
+  const counts: Record<string, number> = {};
+  let converged = 0;
+  for (let c = first; c < end; c++) {
+    const name = statusNames[status[c]!] ?? `status_${status[c]}`;
+    counts[name] = (counts[name] ?? 0) + 1;
+    if (kConvergedStatuses.has(name)) converged += 1;
+  }
+  return { counts, converged };
+}
+
+/** The per-curve results the native batch writes (and fitMany returns). */
 export interface BatchOutput {
+  /** M x p, row-major. */
   params: Float64Array;
+  /** M x p standard errors (curve_fit's scaling unless absoluteSigma). */
   stderr: Float64Array;
+  /** Per curve: weighted sum of squared residuals, or the deviance for estimator 'poisson'. */
   chi2: Float64Array;
   iterations: Float64Array;
   nfev: Float64Array;
+  /** Per curve: an index into statusNames. */
   status: Uint8Array;
 }
 

@@ -19,12 +19,13 @@ import { statSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import { normalizeFitMany, type FitManyOptions } from '../batch/options.js';
 import { gatherFitMany } from '../distributed/fitMany.js';
+import { evenPart } from '../distributed/partition.js';
 import { RankSession } from '../distributed/session.js';
 import type { FitManyResult } from '../batch/fitMany.js';
 import { Engine } from '../fit.js';
 import { loadAddon } from '../native.js';
 import { kLosses } from '../options.js';
-import { parseArgs, type FlagDef, type FlagTable } from './args.js';
+import { parseArgs, type FlagTable } from './args.js';
 import { badValue, DataError, kExitConverged, UsageError } from './exit.js';
 import type { CommandIo, FitContext } from './fitCommand.js';
 import { kBatchHelp } from './help.js';
@@ -33,7 +34,18 @@ import { progressMode, type ProgressMode } from './progress.js';
 import { toJson } from './report.js';
 import { detectCpus } from './resources.js';
 import { interruptOnSignals, kSignalExitCodes, type Interruption } from './signals.js';
-import { isIdentifier, parseBounds, parseChoice, parseInteger, parseNames, parseNumber, parseParamList, type BoundsSpec } from './values.js';
+import {
+  choiceFlag as choice,
+  integerFlag as integer,
+  isIdentifier,
+  parseBounds,
+  parseNames,
+  parseNumber,
+  parseParamList,
+  parseText as text,
+  toleranceFlag as tolerance,
+  type BoundsSpec,
+} from './values.js';
 
 /** Above this many fitted curves the --json summary leaves the per-curve arrays out (use --out). */
 export const kJsonArraysMaxCurves = 1000;
@@ -46,13 +58,6 @@ interface Shard {
   count: number;
 }
 
-const text = (value: string, flag: string): string => {
-  if (value.trim() === '') throw badValue(flag, 'a non-empty value', value);
-  return value;
-};
-const choice = (choices: readonly string[]): FlagDef => ({ parse: (value, flag) => parseChoice(value, flag, choices) });
-const tolerance: FlagDef = { parse: (value, flag) => parseNumber(value, flag, { min: 0 }) };
-const integer: FlagDef = { parse: (value, flag) => parseInteger(value, flag) };
 
 /** "x.npy" -> { x: 'x.npy' }; "x1=a.npy,x2=b.npy" -> { x1: 'a.npy', x2: 'b.npy' }. */
 export function parseXFiles(value: string, flag: string): Record<string, string> {
@@ -95,9 +100,8 @@ export function parseShard(value: string, flag: string): Shard {
 
 /** Curves [start, end) of shard i of n over M curves: floor(i*M/n) .. floor((i+1)*M/n) - 1. */
 export function shardRange(curves: number, shard: Shard | null): [number, number] {
-  if (shard === null) return [0, curves];
-  // Exact in integers for any M * n below 2^53.
-  return [Math.floor((shard.index * curves) / shard.count), Math.floor(((shard.index + 1) * curves) / shard.count)];
+  // Exact in integers for any M * n below 2^53; the same split as --mpi's ranks.
+  return shard === null ? [0, curves] : evenPart(shard.index, shard.count, curves);
 }
 
 function parseOutPrefix(value: string, flag: string): string {
@@ -505,13 +509,9 @@ export async function commandBatch(argv: readonly string[], commandIo: CommandIo
     let r = outcome;
     let [first, last] = [start, end];
     if (session) {
-      // Every rank's curves, in order; then rank 0 alone writes.
-      const gatherStarted = performance.now();
+      // Every rank's curves, in order (fitting ends when the slowest rank's are in); then rank 0 alone writes.
       r = await gatherFitMany(session, spread(outcome, totalCurves, start));
       session.close();
-      // Fitting ends when the slowest rank's curves are in.
-      const fitMs = outcome.timing.fitMs + (performance.now() - gatherStarted);
-      r = { ...r, timing: { ...r.timing, fitMs, fitsPerSecond: fitMs > 0 ? (totalCurves / fitMs) * 1000 : Infinity } };
       [first, last] = [0, totalCurves];
       if (session.rank > 0) return kExitConverged;
     }

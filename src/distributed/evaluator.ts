@@ -19,17 +19,16 @@ import type { BlockRange, DataAudit, Evaluator, PassResult, PassStats, RangeEval
 import { sumCosts } from '../exec/evaluator.js';
 import { withCode } from '../errors.js';
 import { loadAddon } from '../native.js';
+import { evenPart } from './partition.js';
 import { asFloat64, float64Bytes, type RankSession } from './session.js';
 
 /** Header doubles of a pass payload: blockStart, blockEnd, root doubles, has costs, has moments, stop. */
 const kHeader = 6;
 
-/** The blocks rank `rank` of `size` holds: contiguous, in rank order, sizes differing by at most one. */
+/** The blocks rank `rank` of `size` holds (src/distributed/partition.ts). */
 export function rankRange(rank: number, size: number, nBlocks: number): BlockRange {
-  return {
-    blockStart: Math.floor((rank * nBlocks) / size),
-    blockEnd: Math.floor(((rank + 1) * nBlocks) / size),
-  };
+  const [blockStart, blockEnd] = evenPart(rank, size, nBlocks);
+  return { blockStart, blockEnd };
 }
 
 export interface DistributedStats extends PassStats {

@@ -7,25 +7,20 @@
  * inputs whichever rank fits it).
  */
 import type { FitManyResult } from '../batch/fitMany.js';
+import { countStatuses } from '../batch/task.js';
 import { withCode } from '../errors.js';
+import { evenPart } from './partition.js';
 import { float64Bytes, type RankSession } from './session.js';
-
-/** The curves rank `rank` of `size` fits: [start, end). */
-export function curveRange(rank: number, size: number, curves: number): [number, number] {
-  return [Math.floor((rank * curves) / size), Math.floor(((rank + 1) * curves) / size)];
-}
-
-/** Curves whose status is a convergence test. */
-const kConverged = new Set(['ftol', 'xtol', 'ftol_xtol', 'gtol']);
 
 /**
  * Gathers the ranks' parts: `mine` holds every array at full length (m
  * curves), filled over this rank's range. Resolves to the whole result on
- * every rank.
+ * every rank; its fitting time runs until the slowest rank's curves are in.
  */
 export async function gatherFitMany(session: RankSession, mine: FitManyResult): Promise<FitManyResult> {
+  const gatherStarted = performance.now();
   const { m, p } = mine;
-  const [start, end] = curveRange(session.rank, session.size, m);
+  const [start, end] = evenPart(session.rank, session.size, m);
   const count = end - start;
   // Per curve: p params, p stderr, chi2, iterations, nfev, status (as a double).
   const stride = 2 * p + 4;
@@ -71,12 +66,10 @@ export async function gatherFitMany(session: RankSession, mine: FitManyResult): 
     expect = to;
   });
   if (expect !== m) throw withCode(new Error(`nlfit: the ranks' curves end at ${expect}, but there are ${m}`), 'ERR_NLFIT_DISTRIBUTED');
-  const counts: Record<string, number> = {};
-  let converged = 0;
-  for (let c = 0; c < m; c++) {
-    const name = out.statusNames[out.status[c]!] ?? `status_${out.status[c]}`;
-    counts[name] = (counts[name] ?? 0) + 1;
-    if (kConverged.has(name)) converged += 1;
-  }
-  return { ...out, counts, converged };
+  const fitMs = mine.timing.fitMs + (performance.now() - gatherStarted);
+  return {
+    ...out,
+    ...countStatuses(out.status, out.statusNames, 0, m),
+    timing: { totalMs: mine.timing.totalMs + (performance.now() - gatherStarted), fitMs, fitsPerSecond: fitMs > 0 ? (m / fitMs) * 1000 : Infinity },
+  };
 }
