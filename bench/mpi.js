@@ -15,10 +15,11 @@
  * Needs mpirun and the MPI addon (build/Release/nlfit_mpi.node; docs/hpc.md).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeNpyFile } from '../dist/cli/npy.js';
 import { synthetic } from '../dist/data/synthetic.js';
 import { mpiAvailable } from '../dist/index.js';
 
@@ -41,24 +42,6 @@ function parse(argv) {
   }
   if (!(Number.isInteger(options.points) && options.points > 0)) throw new Error('--points: a positive integer');
   return options;
-}
-
-function writeNpy(path, values) {
-  let header = `{'descr': '<f8', 'fortran_order': False, 'shape': (${values.length},), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const prefix = Buffer.alloc(10);
-  prefix.write('\x93NUMPY', 0, 'latin1');
-  prefix[6] = 1;
-  prefix.writeUInt16LE(header.length, 8);
-  const fd = openSync(path, 'w');
-  try {
-    writeSync(fd, prefix);
-    writeSync(fd, Buffer.from(header, 'latin1'));
-    const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-    for (let at = 0; at < bytes.length; at += 1 << 26) writeSync(fd, bytes.subarray(at, Math.min(bytes.length, at + (1 << 26))));
-  } finally {
-    closeSync(fd);
-  }
 }
 
 const mpiEnv = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1' };
@@ -96,8 +79,8 @@ async function main() {
     const started = performance.now();
     const { x, y } = synthetic(n, (t) => 3 * Math.exp(-0.7 * t) + 0.5, { x0: 0, x1: 10, noise: 0.02, seed: 42 });
     const files = { x: join(dir, 'x.npy'), y: join(dir, 'y.npy') };
-    writeNpy(files.x, x);
-    writeNpy(files.y, y);
+    await writeNpyFile(files.x, x, [n]);
+    await writeNpyFile(files.y, y, [n]);
     const dataBytes = statSync(files.x).size + statSync(files.y).size;
     console.log(`# nlfit across MPI ranks: ${n.toExponential(1)} points of a*exp(-b*x)+c, x and y as .npy (${mb(dataBytes)} MiB)\n`);
     console.log(`Generated in ${((performance.now() - started) / 1000).toFixed(1)} s; ${options.threads} thread(s) per rank; mpirun: ${spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]}\n`);

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Engine, localGroup, type Communicator, type FitOptions, type FitResult } from '../dist/index.js';
 import { synthetic } from '../dist/data/synthetic.js';
 import { rankRange } from '../dist/distributed/evaluator.js';
+import { writeNpyFile } from '../dist/cli/npy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nlfit-distributed-'));
 const engines: Engine[] = [];
@@ -23,15 +24,10 @@ function engine(index: number): Engine {
   return engines[index]!;
 }
 
-function npy(name: string, values: Float64Array): string {
-  let header = `{'descr': '<f8', 'fortran_order': False, 'shape': (${values.length},), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const prefix = Buffer.alloc(10);
-  prefix.write('\x93NUMPY', 0, 'latin1');
-  prefix[6] = 1;
-  prefix.writeUInt16LE(header.length, 8);
+/** A 1-D float64 .npy file in the test folder (the CLI's writer). */
+async function npy(name: string, values: Float64Array): Promise<string> {
   const path = join(dir, name);
-  writeFileSync(path, Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(values.buffer, values.byteOffset, values.byteLength)]));
+  await writeNpyFile(path, values, [values.length]);
   return path;
 }
 
@@ -86,7 +82,7 @@ describe('a fit across ranks gives the bits of one process', () => {
   });
 
   it('npy files: each rank reads only its slice; in memory and streamed (memoryLimitMb)', async () => {
-    const files = { x: npy('x.npy', data.x), y: npy('y.npy', data.y) };
+    const files = { x: await npy('x.npy', data.x), y: await npy('y.npy', data.y) };
     const fromFiles = { ...exp3, data: files } as FitOptions;
     const single = await expectSameBits(fromFiles, [2, 3]);
     const streamed = await ranks(3, { ...fromFiles, strategy: 'streaming', chunkSize: 4096 });
@@ -134,8 +130,8 @@ describe('a fit across ranks gives the bits of one process', () => {
 
 describe('failures end the fit on every rank, naming the rank', () => {
   it("a rank whose file cannot be read: its own error there, the others reject with rank and message (no rank waits)", async () => {
-    const good = npy('good-y.npy', data.y);
-    const results = await ranks(3, { ...exp3, data: { x: npy('gx.npy', data.x), y: good } } as FitOptions, (rank) =>
+    const good = await npy('good-y.npy', data.y);
+    const results = await ranks(3, { ...exp3, data: { x: await npy('gx.npy', data.x), y: good } } as FitOptions, (rank) =>
       rank === 1 ? ({ data: { x: join(dir, 'missing-x.npy'), y: good } } as Partial<FitOptions>) : {},
     );
     expect(results.every((r) => r.status === 'rejected')).toBe(true);

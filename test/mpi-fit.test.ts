@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mpiAvailable } from '../dist/index.js';
 import { synthetic } from '../dist/data/synthetic.js';
+import { writeNpyFile } from '../dist/cli/npy.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const script = join(root, 'test', 'mpi', 'fit.mjs');
@@ -24,15 +25,10 @@ const openMpi = /Open MPI/i.test(mpirun.stdout ?? '');
 const dir = mkdtempSync(join(tmpdir(), 'nlfit-mpi-fit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function npy(name: string, values: Float64Array, shape: number[] = [values.length]): string {
-  let header = `{'descr': '<f8', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const prefix = Buffer.alloc(10);
-  prefix.write('\x93NUMPY', 0, 'latin1');
-  prefix[6] = 1;
-  prefix.writeUInt16LE(header.length, 8);
+/** A float64 .npy file in the test folder (the CLI's writer). */
+async function npy(name: string, values: Float64Array, shape: number[] = [values.length]): Promise<string> {
   const path = join(dir, name);
-  writeFileSync(path, Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(values.buffer, values.byteOffset, values.byteLength)]));
+  await writeNpyFile(path, values, shape);
   return path;
 }
 
@@ -64,7 +60,7 @@ function run(n: number, spec: Record<string, unknown>): { status: number | null;
 }
 
 const data = synthetic(300_000, (x) => 2.5 * Math.exp(-0.4 * x) + 0.3, { x0: 0, x1: 12, noise: 0.01, seed: 5 });
-const files = skip ? null : { x: npy('x.npy', data.x), y: npy('y.npy', data.y) };
+const files = skip ? null : { x: await npy('x.npy', data.x), y: await npy('y.npy', data.y) };
 
 describe.skipIf(skip !== null)('a fit across MPI ranks', () => {
   it('mpirun -n 2 and -n 3 give the bits of one process, on every rank; each rank reads its slice', () => {
@@ -118,14 +114,14 @@ describe.skipIf(skip !== null)('a fit across MPI ranks', () => {
     expect(Buffer.from(Float64Array.from(Object.values(json.params) as number[]).buffer).toString('hex')).toBe(single.lines[0]!.bits);
   }, 240_000);
 
-  it('nlfit batch --mpi: the ranks split the curves, rank 0 writes every curve in order, the same bits as one process', () => {
+  it('nlfit batch --mpi: the ranks split the curves, rank 0 writes every curve in order, the same bits as one process', async () => {
     const n = 30;
     const m = 2001;
     const x = Float64Array.from({ length: n }, (_, i) => i / 3);
     const y = new Float64Array(m * n);
     for (let c = 0; c < m; c++) for (let i = 0; i < n; i++) y[c * n + i] = (1 + (c % 11)) * Math.exp(-(0.2 + (c % 5) * 0.1) * x[i]!) + 0.01 * Math.cos(7 * c + i);
-    const xPath = npy('bx.npy', x);
-    const yPath = npy('by.npy', y, [m, n]);
+    const xPath = await npy('bx.npy', x);
+    const yPath = await npy('by.npy', y, [m, n]);
     const cli = join(root, 'dist', 'cli', 'main.js');
     const common = ['batch', yPath, '--x', xPath, '--model', 'a*exp(-b*x)', '--p0', 'a=1,b=0.5', '--threads', '1', '--json'];
     const single = spawnSync(process.execPath, [cli, ...common, '--out', join(dir, 'one')], { encoding: 'utf8' });
